@@ -1,0 +1,453 @@
+/*
+ * tasks.c - asyncio.Task: a coroutine on its own stack (Python:
+ * asyncio.tasks, and Task in Modules/_asynciomodule.c).
+ *
+ * Life of a task: created PENDING with its step handle queued (or run at
+ * once when eager); the first step takes a stack from the loop's pool and
+ * switches to it; every suspension switches back to whoever resumed it (the
+ * loop, or the task that started an eager task); the step handle is queued
+ * again when what it waits for happens.  When the coroutine returns, the task
+ * completes (result, error or cancelled), its stack goes back to the pool and
+ * the loop drops its reference.
+ *
+ * Cancellation follows Task.cancel / __step exactly: a request increments
+ * cancelling(); if the task waits on a future, that future is cancelled and
+ * its completion wakes the task with -ECANCELED; otherwise must_cancel is set
+ * and the next suspension point returns -ECANCELED.  A request made while
+ * the task is running is applied when it next suspends (the future it then
+ * waits on is cancelled right away, as __step does with _must_cancel).
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+static atomic_ullong task_counter;
+
+/* ---- names and introspection ---------------------------------------------- */
+
+static const char *owner_name(char *buf, size_t n) {
+  asyncio_loop_t *loop = asyncio__running_loop;
+  asyncio__task_t *t = loop ? loop->current : NULL;
+  if (!t) return "?";
+  if (t->name) return t->name;
+  /* async-signal-safe formatting of Task-<id> */
+  char digits[24];
+  int nd = 0;
+  unsigned long long v = t->id;
+  do {
+    digits[nd++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v && nd < (int)sizeof digits);
+  size_t i = 0;
+  const char *p = "Task-";
+  while (*p && i + 1 < n) buf[i++] = *p++;
+  while (nd && i + 1 < n) buf[i++] = digits[--nd];
+  buf[i] = 0;
+  return buf;
+}
+
+ASYNCIO_API bool asyncio_future_is_task(const asyncio_future_t *f) { return f && f->is_task; }
+
+ASYNCIO_API const char *asyncio_task_get_name(asyncio_task_t *task) {
+  if (!task || !task->is_task) return NULL;
+  asyncio__task_t *t = TASK(task);
+  if (!t->name) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "Task-%llu", (unsigned long long)t->id);
+    t->name = asyncio__strdup(buf);
+    if (!t->name) return "Task-?";
+  }
+  return t->name;
+}
+
+ASYNCIO_API int asyncio_task_set_name(asyncio_task_t *task, const char *name) {
+  if (!task || !task->is_task || !name) return -EINVAL;
+  char *n = asyncio__strdup(name);
+  if (!n) return -ENOMEM;
+  asyncio__strfree(TASK(task)->name);
+  TASK(task)->name = n;
+  return 0;
+}
+
+ASYNCIO_API asyncio_task_t *asyncio_current_task(void) {
+  asyncio_loop_t *loop = asyncio__running_loop;
+  return loop && loop->current ? &loop->current->f : NULL;
+}
+
+ASYNCIO_API ssize_t asyncio_all_tasks(asyncio_loop_t *loop, asyncio_task_t **out, size_t cap) {
+  if (!loop) loop = asyncio__running_loop;
+  if (!loop) return ASYNCIO_ENOLOOP;
+  if (cap && !out) return -EINVAL;
+  size_t n = 0;
+  for (asyncio__task_t *t = loop->tasks_head; t; t = t->next) {
+    if (n < cap) out[n] = &t->f;
+    n++;
+  }
+  return (ssize_t)n;
+}
+
+ASYNCIO_API asyncio_coro_fn asyncio_task_get_coro(const asyncio_task_t *task, void **arg) {
+  if (!task || !task->is_task) return NULL;
+  if (arg) *arg = TASK(task)->arg;
+  return TASK(task)->fn;
+}
+
+ASYNCIO_API int asyncio_print_tasks(asyncio_loop_t *loop, void *out) {
+  FILE *fp = out ? (FILE *)out : stderr;
+  if (!loop) loop = asyncio__running_loop;
+  if (!loop) return ASYNCIO_ENOLOOP;
+  int n = 0;
+  char buf[192], wbuf[192];
+  /* Roots first: tasks nobody awaits; then each task's awaiters indented. */
+  for (asyncio__task_t *t = loop->tasks_head; t; t = t->next) {
+    const char *state = t == loop->current ? "running"
+                        : !t->started      ? "scheduled"
+                        : t->fut_waiter    ? "awaiting"
+                        : t->timer_waiter.ptr ? "sleeping"
+                                              : "ready";
+    fprintf(fp, "%s %s", asyncio__future_describe(&t->f, buf, sizeof buf), state);
+    if (t->fut_waiter)
+      fprintf(fp, " %s", asyncio__future_describe(t->fut_waiter, wbuf, sizeof wbuf));
+    if (t->timer_waiter.ptr) {
+      double when;
+      if (asyncio_handle_when(t->timer_waiter, &when) == 0)
+        fprintf(fp, " until t=%.3f", when);
+    }
+    fputc('\n', fp);
+    for (asyncio__task_t *w = loop->tasks_head; w; w = w->next)
+      if (w->fut_waiter == &t->f)
+        fprintf(fp, "  <- awaited by %s\n", asyncio__future_describe(&w->f, wbuf, sizeof wbuf));
+    n++;
+  }
+  fflush(fp);
+  return n;
+}
+
+/* ---- creation ------------------------------------------------------------- */
+
+static void list_remove(asyncio_loop_t *loop, asyncio__task_t *t) {
+  if (t->prev)
+    t->prev->next = t->next;
+  else if (loop->tasks_head == t)
+    loop->tasks_head = t->next;
+  else
+    return;
+  if (t->next) t->next->prev = t->prev;
+  t->prev = t->next = NULL;
+  loop->ntasks--;
+}
+
+ASYNCIO_API int asyncio_loop_create_task(asyncio_loop_t *loop, asyncio_task_t **out,
+                                         asyncio_coro_fn fn, void *arg,
+                                         const asyncio_task_options_t *o) {
+  if (out) *out = NULL;
+  if (!loop || !fn) return -EINVAL;
+  int rc = asyncio__check_thread(loop);
+  if (rc) return rc;
+  if (o && o->stack_size && o->stack_size < ASYNCIO_MIN_STACK_SIZE) return -EINVAL;
+  asyncio__task_t *t = asyncio__calloc(sizeof *t);
+  if (!t) return -ENOMEM;
+  if (o && o->name && !(t->name = asyncio__strdup(o->name))) {
+    asyncio__free(t, sizeof *t);
+    return -ENOMEM;
+  }
+  asyncio__future_init(&t->f, loop);
+  asyncio__stack_owner_name = owner_name;
+  t->f.is_task = 1;
+  t->fn = fn;
+  t->arg = arg;
+  t->id = atomic_fetch_add(&task_counter, 1) + 1;
+  t->stack_size = o && o->stack_size ? o->stack_size : loop->stack_size;
+  t->step.kind = HK_TASK_STEP;
+  t->step.state = H_IDLE;
+  t->step.loop = loop;
+  t->step.aux = t;
+  t->step.heap_idx = UINT32_MAX;
+  /* the loop's reference, dropped when the coroutine has returned */
+  if (out)
+    t->f.refcnt = 2;
+  else
+    t->detached = 1;
+  t->next = loop->tasks_head;
+  if (t->next) t->next->prev = t;
+  loop->tasks_head = t;
+  loop->ntasks++;
+  if (out) *out = &t->f;
+  if (o && o->eager && loop->running && asyncio__running_loop == loop)
+    asyncio__task_step(t); /* eager_start: runs until its first suspension */
+  else
+    asyncio__ready_push(loop, &t->step);
+  return 0;
+}
+
+ASYNCIO_API int asyncio_create_task(asyncio_task_t **out, asyncio_coro_fn fn, void *arg,
+                                    const asyncio_task_options_t *o) {
+  if (out) *out = NULL;
+  asyncio_loop_t *loop = asyncio__running_loop;
+  if (!loop) return ASYNCIO_ENOLOOP;
+  return asyncio_loop_create_task(loop, out, fn, arg, o);
+}
+
+ASYNCIO_API int asyncio_task_free(asyncio_task_t *task) {
+  if (!task || !task->is_task) return -EINVAL;
+  return asyncio_future_free(task);
+}
+
+void asyncio__task_free_fields(asyncio__task_t *t) {
+  asyncio__strfree(t->name);
+  asyncio__strfree(t->cancel_msg);
+  t->name = t->cancel_msg = NULL;
+}
+
+/* ---- running -------------------------------------------------------------- */
+
+/* Completes the task from its coroutine's return value (Task.__step). */
+static void task_finish(asyncio__task_t *t, int rc) {
+  asyncio_loop_t *loop = t->f.loop;
+  list_remove(loop, t);
+  if (rc == -ECANCELED || (rc >= 0 && t->must_cancel)) {
+    t->must_cancel = 0;
+    asyncio__future_complete(&t->f, FUT_CANCELLED, -ECANCELED, NULL,
+                             asyncio__strdup(t->cancel_msg));
+  } else if (rc >= 0) {
+    asyncio__future_complete(&t->f, FUT_FINISHED, rc, t->result_value, NULL);
+  } else {
+    t->f.retrieved = 0;
+    asyncio__future_complete(&t->f, FUT_FINISHED, rc, NULL, NULL);
+  }
+}
+
+static void task_entry(void *p) {
+  asyncio__task_t *t = p;
+  asyncio__coro_started(&t->ctx, t->resumer);
+  int rc = t->fn(t->arg);
+  task_finish(t, rc);
+  t->finished = 1;
+  asyncio__coro_exit(&t->ctx, t->resumer);
+}
+
+static void overflow_abort(asyncio__task_t *t) {
+  char buf[32];
+  const char *name = t->name;
+  if (!name) {
+    snprintf(buf, sizeof buf, "Task-%llu", (unsigned long long)t->id);
+    name = buf;
+  }
+  fprintf(stderr,
+          "asyncio: stack overflow in task '%s': it wrote below its %zu-byte stack; create it "
+          "with a larger asyncio_task_options_t.stack_size\n",
+          name, t->stack->size);
+  abort();
+}
+
+void asyncio__task_step(asyncio__task_t *t) {
+  asyncio_loop_t *loop = t->f.loop;
+  if (UNLIKELY(t->f.state != FUT_PENDING)) return;
+  if (UNLIKELY(!t->started)) {
+    if (t->must_cancel) {
+      /* Cancelled before it ever ran: the body never starts (coro.throw on
+       * a fresh coroutine), and no stack is needed. */
+      task_finish(t, -ECANCELED);
+      asyncio__future_unref(&t->f);
+      return;
+    }
+    t->stack = asyncio__stack_get(&loop->stacks, t->stack_size, loop->stack_size);
+    if (UNLIKELY(!t->stack)) {
+      task_finish(t, -ENOMEM);
+      asyncio__future_unref(&t->f);
+      return;
+    }
+    asyncio__coro_init(&t->ctx, t->stack, task_entry, t);
+    t->started = 1;
+  }
+  asyncio__task_t *prev = loop->current;
+  asyncio__stack_t *prev_stack = asyncio__current_stack;
+  t->resumer = prev ? &prev->ctx : &loop->sched;
+  loop->current = t;
+  asyncio__current_stack = t->stack;
+  asyncio__coro_switch(t->resumer, &t->ctx);
+  loop->current = prev;
+  asyncio__current_stack = prev_stack;
+  if (UNLIKELY(!t->stack->guarded) && asyncio__stack_check(t->stack)) overflow_abort(t);
+  if (t->finished) {
+    asyncio__coro_destroy(&t->ctx);
+    asyncio__stack_put(&loop->stacks, t->stack, loop->stack_size);
+    t->stack = NULL;
+    asyncio__future_unref(&t->f); /* the loop's reference */
+  }
+}
+
+static void timer_wake(void *arg) {
+  asyncio__task_t *t = arg;
+  t->timer_waiter = ASYNCIO_HANDLE_NONE;
+  t->wake_rc = 0;
+  if (t->step.state == H_IDLE) asyncio__ready_push(t->f.loop, &t->step);
+}
+
+/* Stops a sleep: its timer is cancelled and the task wakes with -ECANCELED. */
+static int cancel_timer_wait(asyncio__task_t *t) {
+  if (!t->timer_waiter.ptr) return 0;
+  asyncio_handle_cancel(t->timer_waiter);
+  t->timer_waiter = ASYNCIO_HANDLE_NONE;
+  t->wake_rc = -ECANCELED;
+  if (t->step.state == H_IDLE) asyncio__ready_push(t->f.loop, &t->step);
+  return 1;
+}
+
+/*
+ * Switches back to the resumer until the step handle is queued again.
+ * A cancellation requested while the task was running is applied now, to
+ * what the task is about to wait on (Task.__step's _must_cancel branch).
+ */
+void asyncio__task_suspend(asyncio__task_t *t) {
+  if (UNLIKELY(t->must_cancel)) {
+    if (t->fut_waiter) {
+      if (asyncio_future_cancel(t->fut_waiter, t->cancel_msg) == 1) t->must_cancel = 0;
+    } else if (cancel_timer_wait(t)) {
+      t->must_cancel = 0;
+    }
+  }
+  asyncio__coro_switch(&t->ctx, t->resumer);
+}
+
+ASYNCIO_API int asyncio_sleep(double delay) {
+  asyncio_loop_t *loop = asyncio__running_loop;
+  asyncio__task_t *t = loop ? loop->current : NULL;
+  if (!t) return ASYNCIO_ENOTASK;
+  if (isnan(delay)) return -EINVAL;
+  t->wake_rc = 0;
+  if (delay <= 0) {
+    /* asyncio.sleep(0): a bare yield; everything already ready runs first. */
+    asyncio__ready_push(loop, &t->step);
+  } else {
+    asyncio__handle_t *h = asyncio__handle_new(loop);
+    if (!h) return -ENOMEM;
+    h->fn = timer_wake;
+    h->arg = t;
+    int rc = asyncio__loop_timer(loop, asyncio__loop_now(loop) + delay, h);
+    if (rc) {
+      asyncio__handle_release(loop, h);
+      return rc;
+    }
+    t->timer_waiter = asyncio__handle_value(h);
+  }
+  asyncio__task_suspend(t);
+  t->timer_waiter = ASYNCIO_HANDLE_NONE;
+  if (t->must_cancel) {
+    t->must_cancel = 0;
+    return -ECANCELED;
+  }
+  return t->wake_rc;
+}
+
+ASYNCIO_API int asyncio_task_set_result_value(void *value) {
+  asyncio_loop_t *loop = asyncio__running_loop;
+  asyncio__task_t *t = loop ? loop->current : NULL;
+  if (!t) return ASYNCIO_ENOTASK;
+  t->result_value = value;
+  return 0;
+}
+
+/* ---- cancellation ----------------------------------------------------------- */
+
+ASYNCIO_API int asyncio_task_cancel(asyncio_task_t *task, const char *msg) {
+  if (!task || !task->is_task) return -EINVAL;
+  asyncio__task_t *t = TASK(task);
+  int rc = asyncio__check_thread(task->loop);
+  if (rc) return rc;
+  task->retrieved = 1;
+  if (task->state != FUT_PENDING) return 0;
+  t->num_cancels_requested++;
+  if (msg || t->cancel_msg) {
+    char *m = asyncio__strdup(msg);
+    asyncio__strfree(t->cancel_msg);
+    t->cancel_msg = m;
+  }
+  if (t->fut_waiter) {
+    /* Leave fut_waiter: it may be a task that swallows the cancellation. */
+    if (asyncio_future_cancel(t->fut_waiter, msg) == 1) return 1;
+  } else if (cancel_timer_wait(t)) {
+    return 1;
+  }
+  t->must_cancel = 1;
+  return 1;
+}
+
+ASYNCIO_API int asyncio_task_cancelling(const asyncio_task_t *task) {
+  if (!task || !task->is_task) return -EINVAL;
+  return TASK(task)->num_cancels_requested;
+}
+
+ASYNCIO_API int asyncio_task_uncancel(asyncio_task_t *task) {
+  if (!task || !task->is_task) return -EINVAL;
+  asyncio__task_t *t = TASK(task);
+  if (t->num_cancels_requested > 0) {
+    t->num_cancels_requested--;
+    if (t->num_cancels_requested == 0) t->must_cancel = 0;
+  }
+  return t->num_cancels_requested;
+}
+
+/* ---- teardown ---------------------------------------------------------------- */
+
+void asyncio__task_destroy_pending(asyncio__task_t *t) {
+  asyncio_loop_t *loop = t->f.loop;
+  list_remove(loop, t);
+  if (t->fut_waiter) {
+    asyncio_future_t *f = t->fut_waiter;
+    t->fut_waiter = NULL;
+    asyncio__future_remove_waiter(f, t);
+    asyncio__future_unref(f);
+  }
+  if (t->stack) {
+    asyncio__coro_destroy(&t->ctx);
+    asyncio__stack_put(&loop->stacks, t->stack, loop->stack_size);
+    t->stack = NULL;
+  }
+  t->step.state = H_IDLE;
+  asyncio__future_unref(&t->f); /* the loop's reference */
+}
+
+static void count_down(asyncio_future_t *f, void *arg) {
+  (void)f;
+  asyncio_future_t *all = arg;
+  if (--all->code == 0 && all->state == FUT_PENDING) asyncio_future_set_result(all, 0, NULL);
+}
+
+/*
+ * runners._cancel_all_tasks: cancel every pending task, run the loop until
+ * they are all done, then report the ones that ended with an error.
+ */
+int asyncio__task_cancel_all(asyncio_loop_t *loop) {
+  size_t n = loop->ntasks;
+  if (!n) return 0;
+  asyncio__task_t **ts = asyncio__alloc(n * sizeof *ts);
+  if (!ts) return -ENOMEM;
+  size_t i = 0;
+  for (asyncio__task_t *t = loop->tasks_head; t; t = t->next) ts[i++] = TASK(asyncio_future_ref(&t->f));
+  asyncio_future_t *all = NULL;
+  int rc = asyncio_future_new(&all, loop);
+  if (rc == 0) {
+    all->code = (int)n; /* the countdown lives in the pending future's code */
+    for (i = 0; i < n; i++) {
+      asyncio_task_cancel(&ts[i]->f, NULL);
+      if (asyncio__future_add_cb(&ts[i]->f, count_down, all) != 0) all->code--;
+    }
+    if (all->code == 0) asyncio_future_set_result(all, 0, NULL);
+    rc = asyncio_loop_run_until_complete(loop, all, NULL);
+    for (i = 0; i < n; i++) asyncio_future_remove_done_callback(&ts[i]->f, count_down, all);
+    asyncio__future_unref(all);
+  }
+  for (i = 0; i < n; i++) {
+    asyncio_future_t *f = &ts[i]->f;
+    if (f->state == FUT_FINISHED && f->code < 0) {
+      f->retrieved = 1;
+      asyncio__loop_report(loop, "unhandled exception during asyncio.run() shutdown", f->code,
+                           f->msg, f);
+    }
+    asyncio__future_unref(f);
+  }
+  asyncio__free(ts, n * sizeof *ts);
+  return rc;
+}

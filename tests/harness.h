@@ -1,0 +1,55 @@
+/*
+ * The test harness: cmocka plus leak checks.
+ *
+ *   TEST(name) { ... }
+ *
+ * declares a case; the shared main() runs the case named on the command line
+ * (or all of them).  Before each case the harness installs a counting
+ * allocator and notes the open file descriptors; after it, it fails the case
+ * if an allocation or a descriptor is still live, so every case checks that
+ * nothing leaked.  Helpers below make the Nth allocation fail.
+ */
+#ifndef ASYNCIO_TEST_HARNESS_H
+#define ASYNCIO_TEST_HARNESS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <asyncio.h>
+
+typedef void (*harness_test_fn)(void **state);
+void harness_register(const char *name, harness_test_fn fn);
+
+#define TEST(name)                                                               \
+  static void name(void **state);                                                \
+  __attribute__((constructor)) static void harness_reg_##name(void) {             \
+    harness_register(#name, name);                                               \
+  }                                                                              \
+  static void name(void **state)
+
+/* Live allocations made through the library's allocator hook. */
+long harness_live_allocs(void);
+/* Make the nth allocation from now fail (1 = the next one); 0 disables. */
+void harness_fail_alloc_after(long n);
+/* Total allocations so far in this case. */
+long harness_total_allocs(void);
+
+/* Convenience: a loop with the virtual clock. */
+asyncio_loop_t *harness_virtual_loop(void);
+
+/* Assert an int call returned exactly `expected`, printing error names. */
+#define assert_rc(call, expected)                                                \
+  do {                                                                           \
+    int rc__ = (call);                                                           \
+    int ex__ = (expected);                                                       \
+    if (rc__ != ex__)                                                            \
+      fail_msg("%s returned %d (%s), expected %d (%s)", #call, rc__,            \
+               asyncio_errname(rc__), ex__, asyncio_errname(ex__));              \
+  } while (0)
+
+#define assert_ok(call) assert_rc(call, 0)
+
+#endif
