@@ -199,6 +199,7 @@ int asyncio__stack_guard_hit(const asyncio__stack_t *s, const void *addr) {
 }
 
 /* ---- overflow reports ---------------------------------------------------- */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 
 static struct sigaction prev_segv;
 
@@ -243,6 +244,7 @@ static void install_handler(void) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGSEGV, &sa, &prev_segv);
 }
+#endif
 
 void asyncio__stack_install_overflow_handler(void) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
