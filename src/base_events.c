@@ -31,6 +31,7 @@ TLS_IE asyncio_loop_t *asyncio__running_loop;
 #define HANDLE_CHUNK 128
 #define MIN_CANCELLED_TIMERS 100
 #define MAX_SELECT_TIMEOUT (24.0 * 3600.0)
+#define POLL_BUDGET 256
 
 static double mono_now(void) {
   struct timespec ts;
@@ -281,6 +282,12 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
     asyncio__free(c, sizeof(asyncio__chunk_t) + HANDLE_CHUNK * sizeof(asyncio__handle_t));
   }
   loop->handle_free = NULL;
+  while (loop->task_free) {
+    asyncio__task_t *t = loop->task_free;
+    loop->task_free = t->next;
+    asyncio__free(t, sizeof *t);
+  }
+  loop->ntask_free = 0;
   asyncio__stack_pool_drain(&loop->stacks);
   asyncio__backend_close(&loop->backend);
   close(loop->wake_fd);
@@ -354,6 +361,7 @@ ASYNCIO_API int asyncio_loop_call_later(asyncio_loop_t *loop, double delay,
 
 static void wake_loop(asyncio_loop_t *loop) {
   uint64_t one = 1;
+  atomic_store_explicit(&loop->wakeup_signalled, 1, memory_order_relaxed);
   ssize_t r = write(loop->wake_fd, &one, sizeof one);
   (void)r; /* EAGAIN: the counter is saturated, so the loop will wake anyway */
 }
@@ -475,6 +483,7 @@ static int watch_get(asyncio_loop_t *loop, int fd, asyncio__watch_t **out) {
 static int set_interest(asyncio_loop_t *loop, asyncio__watch_t *w, uint32_t want) {
   int rc = asyncio__backend_modify(&loop->backend, w->fd, w->registered, want);
   if (rc < 0) return rc;
+  loop->nregistered += (want != 0) - (w->registered != 0);
   w->registered = want;
   return 0;
 }
@@ -657,8 +666,11 @@ static void describe_handle(asyncio__handle_t *h, char *buf, size_t n) {
 }
 
 static void run_ready(asyncio_loop_t *loop) {
-  size_t ntodo = loop->ready_count;
-  while (ntodo--) {
+  /* In the loop struct: a suspending task may consume part of the budget
+   * by switching straight to the next ready task. */
+  loop->ntodo = loop->ready_count;
+  while (loop->ntodo) {
+    loop->ntodo--;
     asyncio__handle_t *h = loop->ready_head;
     loop->ready_head = h->next;
     if (!loop->ready_head) loop->ready_tail = NULL;
@@ -688,6 +700,23 @@ static void run_ready(asyncio_loop_t *loop) {
   }
 }
 
+/*
+ * Starts the next iteration from inside a suspending task when run_once
+ * would do nothing but run the ready queue: no stop requested, nothing from
+ * other threads or signals, no timers to look at, and no poll due.  Returns
+ * 1 with a fresh budget in loop->ntodo, or 0 to take the normal path.
+ */
+int asyncio__loop_iterate_inline(asyncio_loop_t *loop) {
+  if (loop->stopping || !loop->ready_count || loop->debug || loop->heap_n) return 0;
+  if (atomic_load_explicit(&loop->ts_pending, memory_order_relaxed) ||
+      atomic_load_explicit(&loop->wakeup_signalled, memory_order_relaxed))
+    return 0;
+  if (loop->nregistered > 1 && loop->since_poll >= POLL_BUDGET) return 0;
+  loop->since_poll += loop->ready_count;
+  loop->ntodo = loop->ready_count;
+  return 1;
+}
+
 static int run_once(asyncio_loop_t *loop) {
   if (atomic_load_explicit(&loop->ts_pending, memory_order_acquire)) drain_threadsafe(loop);
 
@@ -704,6 +733,17 @@ static int run_once(asyncio_loop_t *loop) {
   int timeout_ms;
   int jump = 0;
   if (loop->ready_count || loop->stopping) {
+    /*
+     * Work is waiting, so the poll could only be non-blocking.  With no
+     * descriptor of the user's registered it can only report our own wakeup
+     * eventfd, whose work (threadsafe callbacks, SIGINT) is checked without
+     * it; otherwise poll at least every POLL_BUDGET callbacks so a busy loop
+     * still sees I/O promptly.  This is what keeps a task switch free of
+     * system calls.
+     */
+    if (loop->nregistered <= 1 || loop->since_poll < POLL_BUDGET) {
+      if (!atomic_load_explicit(&loop->wakeup_signalled, memory_order_relaxed)) goto skip_poll;
+    }
     timeout_ms = 0;
   } else if (loop->heap_n) {
     if (loop->virtual_clock) {
@@ -719,6 +759,8 @@ static int run_once(asyncio_loop_t *loop) {
     timeout_ms = -1;
   }
 
+  loop->since_poll = 0;
+  atomic_store_explicit(&loop->wakeup_signalled, 0, memory_order_relaxed);
   int n = asyncio__backend_poll(&loop->backend, timeout_ms, io_ready, loop);
   if (UNLIKELY(n < 0)) return n;
   if (jump && n == 0 && !loop->ready_count && loop->heap_n &&
@@ -726,20 +768,24 @@ static int run_once(asyncio_loop_t *loop) {
     if (loop->heap[0]->when > loop->vtime) loop->vtime = loop->heap[0]->when;
   }
 
-  double end = asyncio__loop_now(loop) + 1e-9;
-  while (loop->heap_n) {
-    asyncio__handle_t *h = loop->heap[0];
-    if (h->cancelled) {
+skip_poll:;
+  if (loop->heap_n) {
+    double end = asyncio__loop_now(loop) + 1e-9;
+    while (loop->heap_n) {
+      asyncio__handle_t *h = loop->heap[0];
+      if (h->cancelled) {
+        heap_pop(loop);
+        loop->timers_cancelled--;
+        asyncio__handle_release(loop, h);
+        continue;
+      }
+      if (h->when >= end) break;
       heap_pop(loop);
-      loop->timers_cancelled--;
-      asyncio__handle_release(loop, h);
-      continue;
+      asyncio__ready_push(loop, h);
     }
-    if (h->when >= end) break;
-    heap_pop(loop);
-    asyncio__ready_push(loop, h);
   }
 
+  loop->since_poll += loop->ready_count;
   run_ready(loop);
   return 0;
 }

@@ -99,7 +99,13 @@ void asyncio__future_unref(asyncio_future_t *f) {
   asyncio__free(f->cbs, f->capcbs * sizeof *f->cbs);
   if (f->is_task) {
     asyncio__task_free_fields(TASK(f));
-    asyncio__free(f, sizeof(asyncio__task_t));
+    if (!loop->closed && loop->ntask_free < TASK_FREE_MAX) {
+      TASK(f)->next = loop->task_free;
+      loop->task_free = TASK(f);
+      loop->ntask_free++;
+    } else {
+      asyncio__free(f, sizeof(asyncio__task_t));
+    }
   } else {
     asyncio__free(f, sizeof *f);
   }

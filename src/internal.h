@@ -135,6 +135,7 @@ typedef struct asyncio__task {
 } asyncio__task_t;
 
 #define TASK(fut) ((asyncio__task_t *)(fut))
+#define TASK_FREE_MAX 4096
 
 /* ---- the loop ------------------------------------------------------------- */
 
@@ -152,6 +153,7 @@ struct asyncio_loop {
   /* ready queue (FIFO) */
   asyncio__handle_t *ready_head, *ready_tail;
   size_t ready_count;
+  size_t ntodo; /* callbacks left to run in this iteration */
   /* timers: a binary min-heap on (when, seq) */
   asyncio__handle_t **heap;
   uint32_t heap_n, heap_cap;
@@ -165,7 +167,9 @@ struct asyncio_loop {
   asyncio__backend_t backend;
   asyncio__watch_t **watches;
   int nwatches;
-  int nregistered;
+  int nregistered;      /* descriptors with a non-empty interest (the wakeup fd is one) */
+  uint32_t since_poll;  /* callbacks run since the last poll */
+  atomic_int wakeup_signalled; /* SIGINT or another thread wrote the eventfd */
   /* cross-thread wakeup */
   int wake_fd;
   pthread_mutex_t ts_lock;
@@ -177,7 +181,10 @@ struct asyncio_loop {
   /* tasks */
   asyncio__task_t *tasks_head;
   size_t ntasks;
+  asyncio__task_t *task_free; /* recycled task objects */
+  size_t ntask_free;
   asyncio__task_t *current;
+  int eager_depth;              /* eager starts in progress: no direct hand-off */
   asyncio__coro_t sched;        /* the context run_forever runs on */
   asyncio__stack_pool_t stacks;
   size_t stack_size;
@@ -219,6 +226,7 @@ asyncio_handle_t asyncio__handle_value(asyncio__handle_t *h);
 void asyncio__handle_release(asyncio_loop_t *loop, asyncio__handle_t *h);
 int asyncio__loop_timer(asyncio_loop_t *loop, double when, asyncio__handle_t *h);
 void asyncio__loop_object_gone(asyncio_loop_t *loop);
+int asyncio__loop_iterate_inline(asyncio_loop_t *loop);
 double asyncio__loop_now(const asyncio_loop_t *loop);
 void asyncio__loop_report(asyncio_loop_t *loop, const char *message, int error,
                           const char *error_message, asyncio_future_t *fut);

@@ -34,6 +34,7 @@ static void on_sigint(int sig) {
   (void)sig;
   if (sigint_count == 0) {
     sigint_count = 1;
+    atomic_store_explicit(&sigint_runner->loop->wakeup_signalled, 1, memory_order_relaxed);
     uint64_t one = 1;
     ssize_t r = write(sigint_wake_fd, &one, sizeof one);
     (void)r;

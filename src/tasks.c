@@ -146,10 +146,19 @@ ASYNCIO_API int asyncio_loop_create_task(asyncio_loop_t *loop, asyncio_task_t **
   int rc = asyncio__check_thread(loop);
   if (rc) return rc;
   if (o && o->stack_size && o->stack_size < ASYNCIO_MIN_STACK_SIZE) return -EINVAL;
-  asyncio__task_t *t = asyncio__calloc(sizeof *t);
-  if (!t) return -ENOMEM;
+  asyncio__task_t *t = loop->task_free;
+  if (t) {
+    /* recycled task objects: no allocator call on the create path */
+    loop->task_free = t->next;
+    loop->ntask_free--;
+    memset(t, 0, sizeof *t);
+  } else if (!(t = asyncio__calloc(sizeof *t))) {
+    return -ENOMEM;
+  }
   if (o && o->name && !(t->name = asyncio__strdup(o->name))) {
-    asyncio__free(t, sizeof *t);
+    t->next = loop->task_free;
+    loop->task_free = t;
+    loop->ntask_free++;
     return -ENOMEM;
   }
   asyncio__future_init(&t->f, loop);
@@ -174,9 +183,13 @@ ASYNCIO_API int asyncio_loop_create_task(asyncio_loop_t *loop, asyncio_task_t **
   loop->tasks_head = t;
   loop->ntasks++;
   if (out) *out = &t->f;
-  if (o && o->eager && loop->running && asyncio__running_loop == loop)
-    asyncio__task_step(t); /* eager_start: runs until its first suspension */
-  else
+  if (o && o->eager && loop->running && asyncio__running_loop == loop) {
+    /* eager_start: runs until its first suspension, then control returns
+     * here (never handed on to other ready tasks). */
+    loop->eager_depth++;
+    asyncio__task_step(t);
+    loop->eager_depth--;
+  } else
     asyncio__ready_push(loop, &t->step);
   return 0;
 }
@@ -241,25 +254,25 @@ static void overflow_abort(asyncio__task_t *t) {
   abort();
 }
 
+/* Gives a task that never ran its stack and first frame. */
+static int task_prepare(asyncio_loop_t *loop, asyncio__task_t *t) {
+  if (t->must_cancel) return -ECANCELED;
+  t->stack = asyncio__stack_get(&loop->stacks, t->stack_size, loop->stack_size);
+  if (UNLIKELY(!t->stack)) return -ENOMEM;
+  asyncio__coro_init(&t->ctx, t->stack, task_entry, t);
+  t->started = 1;
+  return 0;
+}
+
 void asyncio__task_step(asyncio__task_t *t) {
   asyncio_loop_t *loop = t->f.loop;
   if (UNLIKELY(t->f.state != FUT_PENDING)) return;
-  if (UNLIKELY(!t->started)) {
-    if (t->must_cancel) {
-      /* Cancelled before it ever ran: the body never starts (coro.throw on
-       * a fresh coroutine), and no stack is needed. */
-      task_finish(t, -ECANCELED);
-      asyncio__future_unref(&t->f);
-      return;
-    }
-    t->stack = asyncio__stack_get(&loop->stacks, t->stack_size, loop->stack_size);
-    if (UNLIKELY(!t->stack)) {
-      task_finish(t, -ENOMEM);
-      asyncio__future_unref(&t->f);
-      return;
-    }
-    asyncio__coro_init(&t->ctx, t->stack, task_entry, t);
-    t->started = 1;
+  if (UNLIKELY(!t->started) && task_prepare(loop, t) != 0) {
+    /* Cancelled before it ever ran: the body never starts (coro.throw on a
+     * fresh coroutine).  Or no stack could be mapped: MemoryError. */
+    task_finish(t, t->must_cancel ? -ECANCELED : -ENOMEM);
+    asyncio__future_unref(&t->f);
+    return;
   }
   asyncio__task_t *prev = loop->current;
   asyncio__stack_t *prev_stack = asyncio__current_stack;
@@ -267,14 +280,16 @@ void asyncio__task_step(asyncio__task_t *t) {
   loop->current = t;
   asyncio__current_stack = t->stack;
   asyncio__coro_switch(t->resumer, &t->ctx);
+  /* Whoever switched back is still marked current: t, or a task t handed
+   * the processor to directly (see asyncio__task_suspend). */
+  asyncio__task_t *back = loop->current;
   loop->current = prev;
   asyncio__current_stack = prev_stack;
-  if (UNLIKELY(!t->stack->guarded) && asyncio__stack_check(t->stack)) overflow_abort(t);
-  if (t->finished) {
-    asyncio__coro_destroy(&t->ctx);
-    asyncio__stack_put(&loop->stacks, t->stack, loop->stack_size);
-    t->stack = NULL;
-    asyncio__future_unref(&t->f); /* the loop's reference */
+  if (back->finished) {
+    asyncio__coro_destroy(&back->ctx);
+    asyncio__stack_put(&loop->stacks, back->stack, loop->stack_size);
+    back->stack = NULL;
+    asyncio__future_unref(&back->f); /* the loop's reference */
   }
 }
 
@@ -301,11 +316,43 @@ static int cancel_timer_wait(asyncio__task_t *t) {
  * what the task is about to wait on (Task.__step's _must_cancel branch).
  */
 void asyncio__task_suspend(asyncio__task_t *t) {
+  asyncio_loop_t *loop = t->f.loop;
   if (UNLIKELY(t->must_cancel)) {
     if (t->fut_waiter) {
       if (asyncio_future_cancel(t->fut_waiter, t->cancel_msg) == 1) t->must_cancel = 0;
     } else if (cancel_timer_wait(t)) {
       t->must_cancel = 0;
+    }
+  }
+  if (UNLIKELY(!t->stack->guarded) && asyncio__stack_check(t->stack)) overflow_abort(t);
+  /*
+   * Direct hand-off: when the next callback of this iteration is the step of
+   * another started task, switch straight to it instead of bouncing through
+   * the loop's stack.  The order of callbacks is unchanged (it is the one
+   * run_ready would pick next, counted against the same budget); only the
+   * intermediate switch disappears.  Not for eager starts (their resumer is
+   * the creating task) nor in debug mode (which times each step).  When
+   * this iteration's budget is spent and the next iteration would have
+   * nothing to do but run the ready queue, it is started right here.
+   */
+  if (t->resumer == &loop->sched && !loop->eager_depth &&
+      (loop->ntodo || asyncio__loop_iterate_inline(loop))) {
+    asyncio__handle_t *h = loop->ready_head;
+    if (h->kind == HK_TASK_STEP) {
+      asyncio__task_t *n = h->aux;
+      if (n->f.state == FUT_PENDING && (n->started || task_prepare(loop, n) == 0)) {
+        loop->ready_head = h->next;
+        if (!loop->ready_head) loop->ready_tail = NULL;
+        loop->ready_count--;
+        loop->ntodo--;
+        h->state = H_IDLE;
+        if (n == t) return; /* our own step is next: just keep running */
+        n->resumer = t->resumer;
+        loop->current = n;
+        asyncio__current_stack = n->stack;
+        asyncio__coro_switch(&t->ctx, &n->ctx);
+        return;
+      }
     }
   }
   asyncio__coro_switch(&t->ctx, t->resumer);

@@ -41,7 +41,6 @@ static void uc_entry(unsigned hi, unsigned lo, unsigned fhi, unsigned flo) {
   abort(); /* entry never returns: it exits through asyncio__coro_exit */
 }
 #else
-void asyncio__coro_switch_asm(void **save_sp, void *load_sp);
 void asyncio__coro_trampoline(void);
 #endif
 
@@ -102,6 +101,7 @@ static inline void do_switch(asyncio__coro_t *from, asyncio__coro_t *to) {
 #endif
 }
 
+#ifndef ASYNCIO__CORO_SWITCH_INLINE
 void asyncio__coro_switch(asyncio__coro_t *from, asyncio__coro_t *to) {
 #ifdef HAVE_ASAN
   __sanitizer_start_switch_fiber(&from->asan_fake_stack, to->stack_lo, to->stack_size);
@@ -111,6 +111,7 @@ void asyncio__coro_switch(asyncio__coro_t *from, asyncio__coro_t *to) {
   __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);
 #endif
 }
+#endif
 
 void asyncio__coro_exit(asyncio__coro_t *from, asyncio__coro_t *to) {
 #ifdef HAVE_ASAN

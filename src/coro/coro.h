@@ -77,13 +77,22 @@ int asyncio__stack_guard_hit(const asyncio__stack_t *s, const void *addr);
 void asyncio__stack_install_overflow_handler(void);
 /* Called by the overflow handler to name the culprit; set by tasks.c. */
 extern const char *(*asyncio__stack_owner_name)(char *buf, size_t n);
-extern __thread asyncio__stack_t *asyncio__current_stack;
+extern __thread __attribute__((tls_model("initial-exec"))) asyncio__stack_t *asyncio__current_stack;
 
 /* Prepares ctx to run entry(arg) on stack s when first switched to. */
 void asyncio__coro_init(asyncio__coro_t *ctx, asyncio__stack_t *s, void (*entry)(void *),
                         void *arg);
 /* Saves the current context into from and resumes to. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || \
+    defined(ASYNCIO_CORO_UCONTEXT)
 void asyncio__coro_switch(asyncio__coro_t *from, asyncio__coro_t *to);
+#else
+void asyncio__coro_switch_asm(void **save_sp, void *load_sp);
+static inline void asyncio__coro_switch(asyncio__coro_t *from, asyncio__coro_t *to) {
+  asyncio__coro_switch_asm(&from->sp, to->sp);
+}
+#define ASYNCIO__CORO_SWITCH_INLINE 1
+#endif
 /* As switch, but `from` never resumes (its stack is about to be recycled). */
 __attribute__((noreturn)) void asyncio__coro_exit(asyncio__coro_t *from, asyncio__coro_t *to);
 /* Called first thing on a new context's stack. */

@@ -48,7 +48,7 @@ static size_t page_size;
 static atomic_long guarded_live;
 static long guarded_budget;
 
-__thread asyncio__stack_t *asyncio__current_stack;
+__thread __attribute__((tls_model("initial-exec"))) asyncio__stack_t *asyncio__current_stack;
 const char *(*asyncio__stack_owner_name)(char *buf, size_t n);
 
 static void init_limits(void) {
