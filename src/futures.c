@@ -5,8 +5,8 @@
  * Invariants: the state moves once from PENDING to CANCELLED or FINISHED;
  * done callbacks never run synchronously: completing a future schedules each
  * callback on the ready queue, in registration order, and clears the list.
- * The first callback lives inline (cb0) with its own embedded ready-queue
- * handle, so the common case of one waiter allocates nothing.  A task waiting
+ * The first callback lives inline (cb0) and callbacks are scheduled with
+ * pooled handles, so the common case of one waiter allocates nothing.  A task waiting
  * in asyncio_await is registered as a callback whose function is
  * task_waiter_marker; scheduling it queues the task's own step handle.
  */
@@ -22,11 +22,6 @@ static void task_waiter_marker(asyncio_future_t *f, void *arg) {
 void asyncio__future_init(asyncio_future_t *f, asyncio_loop_t *loop) {
   f->refcnt = 1;
   f->loop = loop;
-  f->cb0_handle.kind = HK_DONE;
-  f->cb0_handle.state = H_IDLE;
-  f->cb0_handle.loop = loop;
-  f->cb0_handle.aux = f;
-  f->cb0_handle.heap_idx = UINT32_MAX;
   loop->nobjects++;
 }
 
@@ -136,7 +131,7 @@ ASYNCIO_API asyncio_loop_t *asyncio_future_get_loop(const asyncio_future_t *f) {
 }
 
 /* Queues one callback: a waiting task's step, or a done-callback handle. */
-static void schedule_cb(asyncio_future_t *f, asyncio__cb_t cb, int inline_slot) {
+static void schedule_cb(asyncio_future_t *f, asyncio__cb_t cb) {
   asyncio_loop_t *loop = f->loop;
   if (cb.fn == task_waiter_marker) {
     asyncio__task_t *t = cb.arg;
@@ -144,8 +139,7 @@ static void schedule_cb(asyncio_future_t *f, asyncio__cb_t cb, int inline_slot) 
     if (t->step.state == H_IDLE) asyncio__ready_push(loop, &t->step);
     return;
   }
-  asyncio__handle_t *h =
-      inline_slot && f->cb0_handle.state == H_IDLE ? &f->cb0_handle : asyncio__handle_new(loop);
+  asyncio__handle_t *h = asyncio__handle_new(loop);
   if (UNLIKELY(!h)) {
     asyncio__loop_report(loop, "done callback dropped: out of memory", -ENOMEM, NULL, f);
     return;
@@ -161,9 +155,9 @@ static void schedule_cb(asyncio_future_t *f, asyncio__cb_t cb, int inline_slot) 
 static void schedule_callbacks(asyncio_future_t *f) {
   if (f->cb0_used) {
     f->cb0_used = 0;
-    schedule_cb(f, f->cb0, 1);
+    schedule_cb(f, f->cb0);
   }
-  for (uint32_t i = 0; i < f->ncbs; i++) schedule_cb(f, f->cbs[i], 0);
+  for (uint32_t i = 0; i < f->ncbs; i++) schedule_cb(f, f->cbs[i]);
   f->ncbs = 0;
 }
 
@@ -251,8 +245,7 @@ int asyncio__future_add_cb(asyncio_future_t *f, asyncio_done_fn fn, void *arg) {
   asyncio__cb_t cb = {fn, arg};
   if (f->state != FUT_PENDING) {
     if (fn == task_waiter_marker) return ASYNCIO_EINVALIDSTATE;
-    asyncio__handle_t *h =
-        f->cb0_handle.state == H_IDLE ? &f->cb0_handle : asyncio__handle_new(f->loop);
+    asyncio__handle_t *h = asyncio__handle_new(f->loop);
     if (!h) return -ENOMEM;
     h->kind = HK_DONE;
     h->done_fn = fn;

@@ -106,7 +106,6 @@ struct asyncio_future {
   asyncio__cb_t *cbs;     /* the others */
   uint32_t ncbs, capcbs;
   uint32_t task_waiters;  /* tasks suspended in asyncio_await on this future */
-  asyncio__handle_t cb0_handle; /* schedules cb0 without allocating */
 };
 
 typedef struct asyncio__task {

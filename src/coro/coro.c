@@ -41,11 +41,13 @@ static void uc_entry(unsigned hi, unsigned lo, unsigned fhi, unsigned flo) {
   abort(); /* entry never returns: it exits through asyncio__coro_exit */
 }
 #else
+void asyncio__coro_switch_asm(void **save_sp, void *load_sp);
 void asyncio__coro_trampoline(void);
 #endif
 
 void asyncio__coro_init(asyncio__coro_t *ctx, asyncio__stack_t *s, void (*entry)(void *),
                         void *arg) {
+#ifdef ASYNCIO__CORO_SAN
   ctx->asan_fake_stack = NULL;
   ctx->stack_lo = s->lo;
   ctx->stack_size = s->size;
@@ -53,6 +55,7 @@ void asyncio__coro_init(asyncio__coro_t *ctx, asyncio__stack_t *s, void (*entry)
   ctx->tsan_fiber = __tsan_create_fiber(0);
 #else
   ctx->tsan_fiber = NULL;
+#endif
 #endif
 #ifdef ASYNCIO_CORO_UCONTEXT
   getcontext(&ctx->uc);
@@ -137,8 +140,11 @@ void asyncio__coro_started(asyncio__coro_t *self, asyncio__coro_t *from) {
 }
 
 void asyncio__coro_thread_init(asyncio__coro_t *c) {
+  (void)c;
+#ifdef ASYNCIO__CORO_SAN
   c->stack_lo = NULL;
   c->stack_size = 0;
+#endif
 #ifdef HAVE_ASAN
   pthread_attr_t attr;
   void *lo;
@@ -154,8 +160,9 @@ void asyncio__coro_thread_init(asyncio__coro_t *c) {
 }
 
 void asyncio__coro_destroy(asyncio__coro_t *ctx) {
+  (void)ctx;
 #ifdef HAVE_TSAN
   if (ctx->tsan_fiber) __tsan_destroy_fiber(ctx->tsan_fiber);
-#endif
   ctx->tsan_fiber = NULL;
+#endif
 }

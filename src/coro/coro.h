@@ -22,17 +22,23 @@
 
 typedef struct asyncio__stack asyncio__stack_t;
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ASYNCIO__CORO_SAN 1
+#endif
+
 typedef struct asyncio__coro {
 #ifdef ASYNCIO_CORO_UCONTEXT
   ucontext_t uc;
 #else
   void *sp;
 #endif
+#ifdef ASYNCIO__CORO_SAN
   /* sanitizer bookkeeping */
   void *asan_fake_stack;
   const void *stack_lo; /* the bounds of the stack this context runs on */
   size_t stack_size;
   void *tsan_fiber;
+#endif
 } asyncio__coro_t;
 
 /*
