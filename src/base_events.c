@@ -745,7 +745,7 @@ static int run_once(asyncio_loop_t *loop) {
       if (!atomic_load_explicit(&loop->wakeup_signalled, memory_order_relaxed)) goto skip_poll;
     }
     timeout_ms = 0;
-  } else if (loop->heap_n) {
+  } else if (loop->heap_n && !isinf(loop->heap[0]->when)) {
     if (loop->virtual_clock) {
       timeout_ms = atomic_load(&loop->external_pending) ? -1 : 0;
       jump = timeout_ms == 0;
