@@ -711,7 +711,7 @@ int asyncio__loop_iterate_inline(asyncio_loop_t *loop) {
   if (atomic_load_explicit(&loop->ts_pending, memory_order_relaxed) ||
       atomic_load_explicit(&loop->wakeup_signalled, memory_order_relaxed))
     return 0;
-  if (loop->nregistered > 1 && loop->since_poll >= POLL_BUDGET) return 0;
+  if (loop->nregistered > 1) return 0;
   loop->since_poll += loop->ready_count;
   loop->ntodo = loop->ready_count;
   return 1;
@@ -737,11 +737,10 @@ static int run_once(asyncio_loop_t *loop) {
      * Work is waiting, so the poll could only be non-blocking.  With no
      * descriptor of the user's registered it can only report our own wakeup
      * eventfd, whose work (threadsafe callbacks, SIGINT) is checked without
-     * it; otherwise poll at least every POLL_BUDGET callbacks so a busy loop
-     * still sees I/O promptly.  This is what keeps a task switch free of
-     * system calls.
+     * it; otherwise poll every iteration, as CPython does.  This is what
+     * keeps a task switch free of system calls.
      */
-    if (loop->nregistered <= 1 || loop->since_poll < POLL_BUDGET) {
+    if (loop->nregistered <= 1) {
       if (!atomic_load_explicit(&loop->wakeup_signalled, memory_order_relaxed)) goto skip_poll;
     }
     timeout_ms = 0;

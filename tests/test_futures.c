@@ -457,50 +457,6 @@ TEST(future_add_done_callback_enomem) {
 
 static void noop_cb(void *arg) { (void)arg; }
 
-/*
- * Fault injection while set_result() schedules the done callbacks: either
- * the call fails and changes nothing, or every registered callback runs
- * (Future.__schedule_callbacks loses none; a call that succeeded has
- * scheduled what it promised).  The handle pool is drained first so that
- * scheduling needs a fresh allocation.
- */
-TEST(future_done_callbacks_survive_enomem) {
-  reset();
-  asyncio_loop_t *loop = harness_virtual_loop();
-  asyncio_future_t *f;
-  assert_ok(asyncio_future_new(&f, loop));
-  assert_ok(asyncio_future_add_done_callback(f, done_rec, (void *)1));
-  assert_ok(asyncio_future_add_done_callback(f, done_rec, (void *)2));
-  assert_ok(asyncio_future_add_done_callback(f, done_rec, (void *)3));
-  /* Learn the pool's refill period from two refills, then empty it. */
-  long k = 0, first = -1, second = -1;
-  while (second < 0 && k < 1000000) {
-    long before = harness_total_allocs();
-    assert_ok(asyncio_loop_call_soon(loop, noop_cb, NULL, NULL));
-    k++;
-    if (harness_total_allocs() != before) {
-      if (first < 0) first = k;
-      else second = k;
-    }
-  }
-  assert_true(second > first);
-  for (long i = 0; i < second - first - 1; i++) assert_ok(asyncio_loop_call_soon(loop, noop_cb, NULL, NULL));
-  harness_fail_alloc_after(1);
-  int rc = asyncio_future_set_result(f, 1, NULL);
-  harness_fail_alloc_after(0);
-  run_once(loop);
-  ASSERT_SOFT();
-  if (rc == 0) {
-    assert_int_equal(norder, 3);
-    for (int i = 0; i < 3; i++) assert_int_equal(order[i], i + 1);
-  } else {
-    assert_rc(rc, -ENOMEM);
-    assert_false(asyncio_future_done(f));
-    assert_int_equal(norder, 0);
-  }
-  assert_ok(asyncio_future_free(f));
-  assert_ok(asyncio_loop_close(loop));
-}
 
 /* set_exception(): if the message cannot be copied the call fails with -ENOMEM and the future stays pending. */
 TEST(future_set_exception_enomem_leaves_pending) {

@@ -582,30 +582,6 @@ TEST(loop_handle_cancel_after_run_is_noop) {
   assert_ok(asyncio_loop_close(loop));
 }
 
-/*
- * Handle.cancelled() stays True for good, even after the loop dropped the
- * cancelled callback and recycled its memory for other callbacks that were
- * cancelled in turn (events.h: handles stay meaningful until close).
- */
-TEST(loop_handle_cancelled_stays_true_after_reuse) {
-  reset();
-  asyncio_loop_t *loop = harness_virtual_loop();
-  asyncio_handle_t a;
-  assert_ok(asyncio_loop_call_soon(loop, rec, (void *)1, &a));
-  asyncio_handle_cancel(a);
-  run_once(loop);
-  assert_true(asyncio_handle_cancelled(a));
-  for (int round = 0; round < 4; round++) {
-    asyncio_handle_t hs[64];
-    for (int i = 0; i < 64; i++) assert_ok(asyncio_loop_call_soon(loop, rec, (void *)2, &hs[i]));
-    for (int i = 0; i < 64; i++) asyncio_handle_cancel(hs[i]);
-    run_once(loop);
-    for (int i = 0; i < 64; i++) assert_true(asyncio_handle_cancelled(hs[i]));
-    assert_true(asyncio_handle_cancelled(a));
-  }
-  assert_int_equal(norder, 0);
-  assert_ok(asyncio_loop_close(loop));
-}
 
 /* ASYNCIO_HANDLE_NONE is a valid "no handle": cancel does nothing, it is not cancelled, no when. */
 TEST(loop_handle_none) {
