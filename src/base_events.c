@@ -31,7 +31,6 @@ TLS_IE asyncio_loop_t *asyncio__running_loop;
 #define HANDLE_CHUNK 128
 #define MIN_CANCELLED_TIMERS 100
 #define MAX_SELECT_TIMEOUT (24.0 * 3600.0)
-#define POLL_BUDGET 256
 
 static double mono_now(void) {
   struct timespec ts;
@@ -712,7 +711,6 @@ int asyncio__loop_iterate_inline(asyncio_loop_t *loop) {
       atomic_load_explicit(&loop->wakeup_signalled, memory_order_relaxed))
     return 0;
   if (loop->nregistered > 1) return 0;
-  loop->since_poll += loop->ready_count;
   loop->ntodo = loop->ready_count;
   return 1;
 }
@@ -758,7 +756,6 @@ static int run_once(asyncio_loop_t *loop) {
     timeout_ms = -1;
   }
 
-  loop->since_poll = 0;
   atomic_store_explicit(&loop->wakeup_signalled, 0, memory_order_relaxed);
   int n = asyncio__backend_poll(&loop->backend, timeout_ms, io_ready, loop);
   if (UNLIKELY(n < 0)) return n;
@@ -784,7 +781,6 @@ skip_poll:;
     }
   }
 
-  loop->since_poll += loop->ready_count;
   run_ready(loop);
   return 0;
 }

@@ -167,7 +167,6 @@ struct asyncio_loop {
   asyncio__watch_t **watches;
   int nwatches;
   int nregistered;      /* descriptors with a non-empty interest (the wakeup fd is one) */
-  uint32_t since_poll;  /* callbacks run since the last poll */
   atomic_int wakeup_signalled; /* SIGINT or another thread wrote the eventfd */
   /* cross-thread wakeup */
   int wake_fd;

@@ -28,34 +28,6 @@
 
 /* ---- soft checks ------------------------------------------------------- */
 
-static char soft_fail[512];
-
-#define CHECK(cond)                                                                     \
-  do {                                                                                  \
-    if (!(cond) && !soft_fail[0])                                                       \
-      snprintf(soft_fail, sizeof soft_fail, "%s:%d: CHECK(%s) failed", __FILE__,        \
-               __LINE__, #cond);                                                        \
-  } while (0)
-
-#define CHECK_RC(call, expected)                                                        \
-  do {                                                                                  \
-    int c_rc__ = (call);                                                                \
-    int c_ex__ = (expected);                                                            \
-    if (c_rc__ != c_ex__ && !soft_fail[0])                                              \
-      snprintf(soft_fail, sizeof soft_fail, "%s:%d: %s returned %d (%s), expected %d (%s)", \
-               __FILE__, __LINE__, #call, c_rc__, asyncio_errname(c_rc__), c_ex__,     \
-               asyncio_errname(c_ex__));                                                \
-  } while (0)
-
-#define ASSERT_SOFT()                                                                   \
-  do {                                                                                  \
-    if (soft_fail[0]) {                                                                 \
-      char m__[sizeof soft_fail];                                                       \
-      memcpy(m__, soft_fail, sizeof m__);                                               \
-      soft_fail[0] = 0;                                                                 \
-      fail_msg("%s", m__);                                                              \
-    }                                                                                   \
-  } while (0)
 
 /* ---- helpers ------------------------------------------------------------ */
 
