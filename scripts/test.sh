@@ -6,7 +6,10 @@
 #   3. aarch64     cross build (gcc-aarch64-linux-gnu) in build-aarch64/, the
 #                  tests run under qemu-user
 #   4. ucontext    the ucontext context-switch fallback in build-ucontext/
-#   5. install     cmake --install into a temporary prefix, then the consumer
+#   5. tsan        ThreadSanitizer in build-tsan/: the unit tests (the
+#                  thread-facing ones among them), minus the 100,000-task
+#                  test (TSan allows 8128 fibers)
+#   6. install     cmake --install into a temporary prefix, then the consumer
 #                  project tests/install/ (CMake package and pkg-config)
 #
 # Each stage goes on even when an earlier one failed.  Build output goes to
@@ -16,7 +19,7 @@
 # Exits non-zero if anything failed.
 #
 #   ASYNCIO_JOBS=N             parallel build and test jobs (default 2)
-#   ASYNCIO_STAGES="a b ..."   run only these stages (default: all five)
+#   ASYNCIO_STAGES="a b ..."   run only these stages (default: all six)
 #   ASYNCIO_SKIP_CROSS=1       skip the aarch64 stage (and its packages)
 #   ASYNCIO_CLEAN=1            delete each stage's build directory first
 set -uo pipefail
@@ -25,7 +28,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
 jobs=${ASYNCIO_JOBS:-2}
-stages=${ASYNCIO_STAGES:-native asan aarch64 ucontext install}
+stages=${ASYNCIO_STAGES:-native asan aarch64 ucontext tsan install}
 if [ "${ASYNCIO_SKIP_CROSS:-0}" = 1 ]; then stages=${stages//aarch64/}; fi
 logs=$root/build-logs
 mkdir -p "$logs"
@@ -139,6 +142,18 @@ stage_ucontext() {
   fi
 }
 
+stage_tsan() {
+  local start=$SECONDS
+  if configure_and_build tsan . build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+       -DASYNCIO_SANITIZE=thread -DASYNCIO_BUILD_EXAMPLES=OFF -DASYNCIO_BUILD_BENCH=OFF \
+       -DASYNCIO_TEST_TIMEOUT=120; then
+    TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+      run_ctest tsan build-tsan "$start" -L unit -E '_100k_'
+  else
+    note tsan $((SECONDS - start)) 0 1 "build failed"
+  fi
+}
+
 stage_install() {
   local start=$SECONDS prefix log=$logs/install.log
   if [ ! -f build/CMakeCache.txt ] && ! configure_and_build native . build; then
@@ -170,7 +185,7 @@ stage_install() {
 overall_start=$SECONDS
 for s in $stages; do
   case "$s" in
-    native | asan | aarch64 | ucontext | install) "stage_$s" ;;
+    native | asan | aarch64 | ucontext | tsan | install) "stage_$s" ;;
     *) echo "test.sh: unknown stage '$s'" >&2; note "$s" 0 0 1 "unknown stage" ;;
   esac
 done

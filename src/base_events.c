@@ -57,7 +57,7 @@ asyncio__handle_t *asyncio__handle_new(asyncio_loop_t *loop) {
     for (int i = HANDLE_CHUNK - 1; i >= 0; i--) {
       hs[i].loop = loop;
       hs[i].pooled = 1;
-      hs[i].gen = ++loop->handle_gen;
+      hs[i].gen = 1;
       hs[i].next = loop->handle_free;
       loop->handle_free = &hs[i];
     }
@@ -77,9 +77,14 @@ void asyncio__handle_release(asyncio_loop_t *loop, asyncio__handle_t *h) {
     h->state = H_IDLE;
     return;
   }
-  if (h->cancelled) h->cancelled_gen = h->gen;
-  /* Generations are unique per loop, so a stale value never matches again. */
-  h->gen = ++loop->handle_gen;
+  /*
+   * A handle value is (slot, generation), so a stale value never matches the
+   * slot again.  Whether each of the slot's last 64 generations was cancelled
+   * is kept, so Handle.cancelled() stays true for a stale cancelled handle
+   * until its slot has been reused 64 more times (documented in events.h).
+   */
+  h->cancel_hist = (h->cancel_hist << 1) | (h->cancelled ? 1u : 0u);
+  h->gen++;
   h->state = H_FREE;
   h->cancelled = 0;
   h->arg = h->aux = NULL;
@@ -205,12 +210,12 @@ ASYNCIO_API int asyncio_loop_new(asyncio_loop_t **out, const asyncio_loop_option
   loop->stack_size = o && o->stack_size ? o->stack_size : ASYNCIO_DEFAULT_STACK_SIZE;
   loop->slow_callback_duration =
       o && o->slow_callback_duration > 0 ? o->slow_callback_duration : 0.1;
-  int dbg = o ? o->debug : -1;
-  if (dbg < 0) {
+  int dbg = o ? o->debug : 0;
+  if (dbg == 0) {
     const char *e = getenv("ASYNCIO_DEBUG");
     dbg = e && *e && strcmp(e, "0") != 0;
   }
-  loop->debug = dbg != 0;
+  loop->debug = dbg > 0;
   rc = asyncio_loop_add_reader(loop, loop->wake_fd, wake_fd_ready, loop);
   if (rc < 0) {
     pthread_mutex_destroy(&loop->ts_lock);
@@ -225,7 +230,20 @@ fail:
   return rc;
 }
 
-static void loop_free_struct(asyncio_loop_t *loop) { asyncio__free(loop, sizeof *loop); }
+/*
+ * The last step: after close, and once no future or task refers to the loop.
+ * The handle chunks live until here because a future that outlives close may
+ * still hold pooled handles for its done callbacks.
+ */
+static void loop_free_struct(asyncio_loop_t *loop) {
+  while (loop->handle_chunks) {
+    asyncio__chunk_t *c = loop->handle_chunks;
+    loop->handle_chunks = c->next;
+    asyncio__free(c, sizeof(asyncio__chunk_t) + HANDLE_CHUNK * sizeof(asyncio__handle_t));
+  }
+  pthread_mutex_destroy(&loop->ts_lock);
+  asyncio__free(loop, sizeof *loop);
+}
 
 void asyncio__loop_object_gone(asyncio_loop_t *loop) {
   if (--loop->nobjects == 0 && loop->closed == 2) loop_free_struct(loop);
@@ -261,7 +279,10 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   loop->heap_n = 0;
   asyncio__free(loop->heap, loop->heap_cap * sizeof *loop->heap);
   loop->heap = NULL;
+  /* A thread racing with close either got its callback in before this (it is
+   * dropped here) or finds ts_closed set; the wakeup fd is closed only after. */
   pthread_mutex_lock(&loop->ts_lock);
+  loop->ts_closed = 1;
   asyncio__ts_node_t *n = loop->ts_head;
   loop->ts_head = loop->ts_tail = NULL;
   pthread_mutex_unlock(&loop->ts_lock);
@@ -275,12 +296,6 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   asyncio__free(loop->watches, (size_t)loop->nwatches * sizeof *loop->watches);
   loop->watches = NULL;
   loop->nwatches = 0;
-  while (loop->handle_chunks) {
-    asyncio__chunk_t *c = loop->handle_chunks;
-    loop->handle_chunks = c->next;
-    asyncio__free(c, sizeof(asyncio__chunk_t) + HANDLE_CHUNK * sizeof(asyncio__handle_t));
-  }
-  loop->handle_free = NULL;
   while (loop->task_free) {
     asyncio__task_t *t = loop->task_free;
     loop->task_free = t->next;
@@ -291,7 +306,6 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   asyncio__backend_close(&loop->backend);
   close(loop->wake_fd);
   loop->wake_fd = -1;
-  pthread_mutex_destroy(&loop->ts_lock);
   /* Futures and tasks the user still holds keep the struct (closed) alive. */
   loop->closed = 2;
   if (loop->nobjects == 0) loop_free_struct(loop);
@@ -368,21 +382,26 @@ static void wake_loop(asyncio_loop_t *loop) {
 ASYNCIO_API int asyncio_loop_call_soon_threadsafe(asyncio_loop_t *loop, asyncio_callback_fn fn,
                                                   void *arg) {
   if (!loop || !fn) return -EINVAL;
-  if (loop->closed) return ASYNCIO_ECLOSED;
   asyncio__ts_node_t *n = asyncio__alloc(sizeof *n);
   if (!n) return -ENOMEM;
   n->next = NULL;
   n->fn = fn;
   n->arg = arg;
   pthread_mutex_lock(&loop->ts_lock);
+  if (loop->ts_closed) {
+    pthread_mutex_unlock(&loop->ts_lock);
+    asyncio__free(n, sizeof *n);
+    return ASYNCIO_ECLOSED;
+  }
   if (loop->ts_tail)
     loop->ts_tail->next = n;
   else
     loop->ts_head = n;
   loop->ts_tail = n;
   atomic_store_explicit(&loop->ts_pending, 1, memory_order_release);
-  pthread_mutex_unlock(&loop->ts_lock);
+  /* Under the lock, so close cannot close the eventfd in between. */
   wake_loop(loop);
+  pthread_mutex_unlock(&loop->ts_lock);
   return 0;
 }
 
@@ -428,7 +447,7 @@ static void wake_fd_ready(int fd, void *arg) {
 ASYNCIO_API void asyncio_handle_cancel(asyncio_handle_t v) {
   asyncio__handle_t *h = handle_live(v);
   if (!h || h->cancelled) return;
-  if (h->state == H_RUNNING) return; /* already ran: nothing left to cancel */
+  /* A running handle is only marked, as CPython's Handle.cancel() does. */
   h->cancelled = 1;
   if (h->state == H_TIMER) h->loop->timers_cancelled++;
 }
@@ -437,7 +456,8 @@ ASYNCIO_API bool asyncio_handle_cancelled(asyncio_handle_t v) {
   asyncio__handle_t *h = v.ptr;
   if (!h) return false;
   if (h->gen == v.gen) return h->cancelled;
-  return h->cancelled_gen == v.gen;
+  if (v.gen > h->gen || h->gen - v.gen > 64) return false;
+  return (h->cancel_hist >> (h->gen - v.gen - 1)) & 1u;
 }
 
 ASYNCIO_API int asyncio_handle_when(asyncio_handle_t v, double *when) {
@@ -554,6 +574,8 @@ static void io_ready(void *p, int fd, uint32_t events) {
 ASYNCIO_API int asyncio_loop_set_exception_handler(asyncio_loop_t *loop,
                                                    asyncio_exception_handler_fn fn, void *ud) {
   if (!loop) return -EINVAL;
+  int rc = asyncio__check_owner(loop);
+  if (rc) return rc;
   loop->exc_handler = fn;
   loop->exc_handler_ud = fn ? ud : NULL;
   return 0;
@@ -606,6 +628,8 @@ void asyncio__loop_report(asyncio_loop_t *loop, const char *message, int error,
 
 ASYNCIO_API int asyncio_loop_set_debug(asyncio_loop_t *loop, bool enabled) {
   if (!loop) return -EINVAL;
+  int rc = asyncio__check_owner(loop);
+  if (rc) return rc;
   loop->debug = enabled;
   return 0;
 }

@@ -5,10 +5,12 @@
  * Invariants: the state moves once from PENDING to CANCELLED or FINISHED;
  * done callbacks never run synchronously: completing a future schedules each
  * callback on the ready queue, in registration order, and clears the list.
- * The first callback lives inline (cb0) and callbacks are scheduled with
- * pooled handles, so the common case of one waiter allocates nothing.  A task waiting
- * in asyncio_await is registered as a callback whose function is
- * task_waiter_marker; scheduling it queues the task's own step handle.
+ * The first callback lives inline (cb0).  A task waiting in asyncio_await is
+ * registered as a callback whose function is task_waiter_marker and whose arg
+ * is the task; scheduling it queues the task's own step handle, so awaiting
+ * allocates nothing.  Any other callback takes its pooled handle when it is
+ * added (cb.arg is then that handle, the user's arg lives in the handle):
+ * completing a future never allocates, so it can never drop a callback.
  */
 #include <stdlib.h>
 
@@ -79,6 +81,10 @@ const char *asyncio__future_describe(asyncio_future_t *f, char *buf, size_t n) {
   return buf;
 }
 
+static void release_cb(asyncio_future_t *f, asyncio__cb_t cb) {
+  if (cb.fn != task_waiter_marker) asyncio__handle_release(f->loop, cb.arg);
+}
+
 void asyncio__future_unref(asyncio_future_t *f) {
   if (--f->refcnt) return;
   asyncio_loop_t *loop = f->loop;
@@ -91,6 +97,9 @@ void asyncio__future_unref(asyncio_future_t *f) {
     f->refcnt = 0;
   }
   asyncio__strfree(f->msg);
+  /* Callbacks of a future that never completed give their handles back. */
+  if (f->cb0_used) release_cb(f, f->cb0);
+  for (uint32_t i = 0; i < f->ncbs; i++) release_cb(f, f->cbs[i]);
   asyncio__free(f->cbs, f->capcbs * sizeof *f->cbs);
   if (f->is_task) {
     asyncio__task_free_fields(TASK(f));
@@ -109,6 +118,8 @@ void asyncio__future_unref(asyncio_future_t *f) {
 
 ASYNCIO_API int asyncio_future_free(asyncio_future_t *f) {
   if (!f || f->refcnt == 0) return -EINVAL;
+  int rc = asyncio__check_owner(f->loop);
+  if (rc) return rc;
   /* Everyone else holding it is a task waiting in asyncio_await: once this
    * reference goes, nothing could ever complete it. */
   if (!f->is_task && f->state == FUT_PENDING && f->task_waiters &&
@@ -139,17 +150,8 @@ static void schedule_cb(asyncio_future_t *f, asyncio__cb_t cb) {
     if (t->step.state == H_IDLE) asyncio__ready_push(loop, &t->step);
     return;
   }
-  asyncio__handle_t *h = asyncio__handle_new(loop);
-  if (UNLIKELY(!h)) {
-    asyncio__loop_report(loop, "done callback dropped: out of memory", -ENOMEM, NULL, f);
-    return;
-  }
-  h->kind = HK_DONE;
-  h->done_fn = cb.fn;
-  h->arg = cb.arg;
-  h->aux = f;
-  f->refcnt++;
-  asyncio__ready_push(loop, h);
+  f->refcnt++; /* the handle's reference, dropped after the callback ran */
+  asyncio__ready_push(loop, cb.arg);
 }
 
 static void schedule_callbacks(asyncio_future_t *f) {
@@ -207,6 +209,8 @@ ASYNCIO_API int asyncio_future_set_exception(asyncio_future_t *f, int error, con
 
 ASYNCIO_API int asyncio_future_result(asyncio_future_t *f, void **value) {
   if (!f) return -EINVAL;
+  int rc = asyncio__check_owner(f->loop);
+  if (rc) return rc;
   if (f->state == FUT_PENDING) return ASYNCIO_EINVALIDSTATE;
   f->retrieved = 1;
   if (f->state == FUT_CANCELLED) return -ECANCELED;
@@ -216,6 +220,8 @@ ASYNCIO_API int asyncio_future_result(asyncio_future_t *f, void **value) {
 
 ASYNCIO_API int asyncio_future_exception(asyncio_future_t *f) {
   if (!f) return -EINVAL;
+  int rc = asyncio__check_owner(f->loop);
+  if (rc) return rc;
   if (f->state == FUT_PENDING) return ASYNCIO_EINVALIDSTATE;
   f->retrieved = 1;
   if (f->state == FUT_CANCELLED) return -ECANCELED;
@@ -243,17 +249,21 @@ ASYNCIO_API int asyncio_future_cancel(asyncio_future_t *f, const char *msg) {
 
 int asyncio__future_add_cb(asyncio_future_t *f, asyncio_done_fn fn, void *arg) {
   asyncio__cb_t cb = {fn, arg};
-  if (f->state != FUT_PENDING) {
-    if (fn == task_waiter_marker) return ASYNCIO_EINVALIDSTATE;
-    asyncio__handle_t *h = asyncio__handle_new(f->loop);
+  if (fn == task_waiter_marker && f->state != FUT_PENDING) return ASYNCIO_EINVALIDSTATE;
+  asyncio__handle_t *h = NULL;
+  if (fn != task_waiter_marker) {
+    h = asyncio__handle_new(f->loop);
     if (!h) return -ENOMEM;
     h->kind = HK_DONE;
     h->done_fn = fn;
     h->arg = arg;
     h->aux = f;
-    f->refcnt++;
-    asyncio__ready_push(f->loop, h);
-    return 0;
+    cb.arg = h;
+    if (f->state != FUT_PENDING) {
+      f->refcnt++;
+      asyncio__ready_push(f->loop, h);
+      return 0;
+    }
   }
   if (!f->cb0_used && f->ncbs == 0) {
     f->cb0 = cb;
@@ -263,12 +273,22 @@ int asyncio__future_add_cb(asyncio_future_t *f, asyncio_done_fn fn, void *arg) {
   if (f->ncbs == f->capcbs) {
     uint32_t cap = f->capcbs ? f->capcbs * 2 : 4;
     void *p = asyncio__realloc(f->cbs, f->capcbs * sizeof *f->cbs, cap * sizeof *f->cbs);
-    if (!p) return -ENOMEM;
+    if (!p) {
+      if (h) asyncio__handle_release(f->loop, h);
+      return -ENOMEM;
+    }
     f->cbs = p;
     f->capcbs = cap;
   }
   f->cbs[f->ncbs++] = cb;
   return 0;
+}
+
+/* True if the registered callback cb is fn(arg). */
+static bool cb_matches(asyncio__cb_t cb, asyncio_done_fn fn, void *arg) {
+  if (cb.fn != fn) return false;
+  if (fn == task_waiter_marker) return cb.arg == arg;
+  return ((asyncio__handle_t *)cb.arg)->arg == arg;
 }
 
 ASYNCIO_API int asyncio_future_add_done_callback(asyncio_future_t *f, asyncio_done_fn fn,
@@ -282,16 +302,20 @@ ASYNCIO_API int asyncio_future_add_done_callback(asyncio_future_t *f, asyncio_do
 ASYNCIO_API int asyncio_future_remove_done_callback(asyncio_future_t *f, asyncio_done_fn fn,
                                                     void *arg) {
   if (!f || !fn) return -EINVAL;
+  int rc = asyncio__check_thread(f->loop);
+  if (rc && rc != ASYNCIO_ECLOSED) return rc;
   int removed = 0;
   uint32_t j = 0;
   for (uint32_t i = 0; i < f->ncbs; i++) {
-    if (f->cbs[i].fn == fn && f->cbs[i].arg == arg)
+    if (cb_matches(f->cbs[i], fn, arg)) {
+      release_cb(f, f->cbs[i]);
       removed++;
-    else
+    } else
       f->cbs[j++] = f->cbs[i];
   }
   f->ncbs = j;
-  if (f->cb0_used && f->cb0.fn == fn && f->cb0.arg == arg) {
+  if (f->cb0_used && cb_matches(f->cb0, fn, arg)) {
+    release_cb(f, f->cb0);
     removed++;
     f->cb0_used = 0;
     /* Keep registration order: the oldest remaining callback moves inline. */

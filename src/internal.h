@@ -62,8 +62,8 @@ struct asyncio__handle {
   void *arg;
   void *aux;         /* HK_DONE: the future; HK_TASK_STEP: the task; HK_IO: the watcher */
   asyncio_loop_t *loop;
-  uint64_t gen;      /* bumped when a pooled handle is recycled */
-  uint64_t cancelled_gen; /* the generation last recycled while cancelled */
+  uint64_t gen;      /* this slot's generation: bumped when a pooled handle is recycled */
+  uint64_t cancel_hist; /* bit i: generation gen-1-i of this slot was cancelled */
   double when;       /* timers */
   uint64_t seq;      /* timer tie-break: scheduling order */
   uint32_t heap_idx;
@@ -173,6 +173,7 @@ struct asyncio_loop {
   pthread_mutex_t ts_lock;
   asyncio__ts_node_t *ts_head, *ts_tail;
   atomic_int ts_pending;
+  uint8_t ts_closed;           /* set by close, under ts_lock: refuse new work */
   atomic_int external_pending; /* thread work in flight: holds off the virtual clock */
   void (*on_wakeup)(asyncio_loop_t *loop, void *arg); /* the runner's SIGINT check */
   void *on_wakeup_arg;
@@ -202,6 +203,15 @@ extern TLS_IE asyncio_loop_t *asyncio__running_loop;
 /* True if calling a loop-thread-only function from here is allowed. */
 static inline int asyncio__check_thread(const asyncio_loop_t *loop) {
   if (UNLIKELY(loop->closed)) return ASYNCIO_ECLOSED;
+  if (UNLIKELY(loop->running && asyncio__running_loop != loop)) return ASYNCIO_EWRONGTHREAD;
+  return 0;
+}
+
+/*
+ * True (ASYNCIO_EWRONGTHREAD) if the loop runs in another thread: calls that
+ * are allowed on a closed loop (freeing, reading outcomes) only check this.
+ */
+static inline int asyncio__check_owner(const asyncio_loop_t *loop) {
   if (UNLIKELY(loop->running && asyncio__running_loop != loop)) return ASYNCIO_EWRONGTHREAD;
   return 0;
 }

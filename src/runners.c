@@ -125,11 +125,21 @@ ASYNCIO_API int asyncio_runner_run(asyncio_runner_t *r, asyncio_coro_fn fn, void
 
 ASYNCIO_API int asyncio_runner_close(asyncio_runner_t *r) {
   if (!r) return -EINVAL;
+  if (r->closed) return 0;
   if (r->loop && r->loop->running) return ASYNCIO_ERUNNING;
   if (r->loop) {
     asyncio__task_cancel_all(r->loop);
     asyncio_loop_close(r->loop);
+    r->loop = NULL;
   }
+  r->closed = 1;
+  return 0;
+}
+
+ASYNCIO_API int asyncio_runner_free(asyncio_runner_t *r) {
+  if (!r) return -EINVAL;
+  int rc = asyncio_runner_close(r);
+  if (rc) return rc;
   asyncio__free(r, sizeof *r);
   return 0;
 }
@@ -142,7 +152,7 @@ ASYNCIO_API int asyncio_run_value(asyncio_coro_fn main, void *arg, const asyncio
   int rc = asyncio_runner_new(&r, o);
   if (rc) return rc;
   rc = asyncio_runner_run(r, main, arg, value);
-  asyncio_runner_close(r);
+  asyncio_runner_free(r);
   return rc;
 }
 

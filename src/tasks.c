@@ -63,6 +63,8 @@ ASYNCIO_API const char *asyncio_task_get_name(asyncio_task_t *task) {
 
 ASYNCIO_API int asyncio_task_set_name(asyncio_task_t *task, const char *name) {
   if (!task || !task->is_task || !name) return -EINVAL;
+  int rc = asyncio__check_owner(task->loop);
+  if (rc) return rc;
   char *n = asyncio__strdup(name);
   if (!n) return -ENOMEM;
   asyncio__strfree(TASK(task)->name);
@@ -79,6 +81,8 @@ ASYNCIO_API ssize_t asyncio_all_tasks(asyncio_loop_t *loop, asyncio_task_t **out
   if (!loop) loop = asyncio__running_loop;
   if (!loop) return ASYNCIO_ENOLOOP;
   if (cap && !out) return -EINVAL;
+  int rc = asyncio__check_owner(loop);
+  if (rc) return rc;
   size_t n = 0;
   for (asyncio__task_t *t = loop->tasks_head; t; t = t->next) {
     if (n < cap) out[n] = &t->f;
@@ -428,6 +432,8 @@ ASYNCIO_API int asyncio_task_cancelling(const asyncio_task_t *task) {
 
 ASYNCIO_API int asyncio_task_uncancel(asyncio_task_t *task) {
   if (!task || !task->is_task) return -EINVAL;
+  int rc = asyncio__check_owner(task->loop);
+  if (rc) return rc;
   asyncio__task_t *t = TASK(task);
   if (t->num_cancels_requested > 0) {
     t->num_cancels_requested--;

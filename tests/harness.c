@@ -88,7 +88,7 @@ static int teardown(void **state) {
 asyncio_loop_t *harness_virtual_loop(void) {
   asyncio_loop_options_t o = {0};
   o.clock = ASYNCIO_CLOCK_VIRTUAL;
-  o.debug = -1;
+  o.debug = 0;
   asyncio_loop_t *loop = NULL;
   int rc = asyncio_loop_new(&loop, &o);
   if (rc != 0) fail_msg("asyncio_loop_new: %s", asyncio_strerror(rc));

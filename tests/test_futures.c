@@ -386,12 +386,17 @@ TEST(future_remove_after_done_removes_nothing) {
   assert_ok(asyncio_loop_close(loop));
 }
 
+static void noop_cb(void *arg) { (void)arg; }
+
 /* "The first callback needs no allocation" (_asynciomodule.c's fut_callback0). */
 TEST(future_first_callback_allocates_nothing) {
   reset();
   asyncio_loop_t *loop = harness_virtual_loop();
   asyncio_future_t *f;
   assert_ok(asyncio_future_new(&f, loop));
+  /* Warm the handle pool, as any running loop has it. */
+  assert_ok(asyncio_loop_call_soon(loop, noop_cb, NULL, NULL));
+  run_once(loop);
   long before = harness_total_allocs();
   int rc = asyncio_future_add_done_callback(f, done_rec, (void *)1);
   long after = harness_total_allocs();
@@ -427,8 +432,70 @@ TEST(future_add_done_callback_enomem) {
   assert_ok(asyncio_loop_close(loop));
 }
 
-static void noop_cb(void *arg) { (void)arg; }
 
+
+/*
+ * Completing a future never allocates, so no done callback can be lost to
+ * ENOMEM then: each callback takes its handle when it is added.  300
+ * callbacks are more than one chunk of the handle pool.
+ */
+static int ndone_count;
+static void done_count(asyncio_future_t *f, void *arg) {
+  (void)f;
+  (void)arg;
+  ndone_count++;
+}
+static void noop_done(asyncio_future_t *f, void *arg) {
+  (void)f;
+  (void)arg;
+}
+
+TEST(future_completion_allocates_nothing) {
+  reset();
+  ndone_count = 0;
+  asyncio_loop_t *loop = harness_virtual_loop();
+  asyncio_future_t *f;
+  assert_ok(asyncio_future_new(&f, loop));
+  for (int i = 0; i < 300; i++) assert_ok(asyncio_future_add_done_callback(f, done_count, NULL));
+  /* removal gives a handle back; the rest still run */
+  assert_int_equal(asyncio_future_remove_done_callback(f, noop_done, NULL), 0);
+  long before = harness_total_allocs();
+  harness_fail_alloc_after(1);
+  assert_ok(asyncio_future_set_result(f, 1, NULL));
+  harness_fail_alloc_after(0);
+  assert_int_equal(harness_total_allocs(), before);
+  run_once(loop);
+  assert_int_equal(ndone_count, 300);
+  assert_ok(asyncio_future_free(f));
+  assert_ok(asyncio_loop_close(loop));
+}
+
+/* A future freed while pending gives its callbacks' handles back (no leak, no report). */
+TEST(future_freed_pending_with_callbacks) {
+  reset();
+  asyncio_loop_t *loop = harness_virtual_loop();
+  asyncio_future_t *f;
+  assert_ok(asyncio_future_new(&f, loop));
+  for (int i = 0; i < 5; i++) assert_ok(asyncio_future_add_done_callback(f, done_rec, (void *)1));
+  assert_ok(asyncio_future_free(f));
+  run_once(loop);
+  assert_int_equal(norder, 0);
+  assert_ok(asyncio_loop_close(loop));
+}
+
+/* A future that outlives its loop's close keeps working: remove and free its callbacks. */
+TEST(future_callbacks_after_loop_close) {
+  reset();
+  asyncio_loop_t *loop = harness_virtual_loop();
+  asyncio_future_t *f;
+  assert_ok(asyncio_future_new(&f, loop));
+  assert_ok(asyncio_future_add_done_callback(f, done_rec, (void *)1));
+  assert_ok(asyncio_future_add_done_callback(f, done_rec, (void *)2));
+  assert_ok(asyncio_loop_close(loop));
+  assert_int_equal(asyncio_future_remove_done_callback(f, done_rec, (void *)2), 1);
+  assert_ok(asyncio_future_free(f));
+  assert_int_equal(norder, 0);
+}
 
 /* set_exception(): if the message cannot be copied the call fails with -ENOMEM and the future stays pending. */
 TEST(future_set_exception_enomem_leaves_pending) {

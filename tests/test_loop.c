@@ -62,7 +62,7 @@ static asyncio_loop_t *real_loop(void) {
   asyncio_loop_t *loop = NULL;
   asyncio_loop_options_t o = {0};
   o.clock = ASYNCIO_CLOCK_MONOTONIC;
-  o.debug = 0;
+  o.debug = -1;
   assert_ok(asyncio_loop_new(&loop, &o));
   return loop;
 }
@@ -121,13 +121,48 @@ TEST(loop_new_close) {
   assert_ok(asyncio_loop_close(loop));
 }
 
+static bool debug_with(const char *env, int opt) {
+  if (env)
+    setenv("ASYNCIO_DEBUG", env, 1);
+  else
+    unsetenv("ASYNCIO_DEBUG");
+  asyncio_loop_options_t o = {0};
+  o.debug = opt;
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, &o));
+  bool d = asyncio_loop_get_debug(loop);
+  assert_ok(asyncio_loop_close(loop));
+  return d;
+}
+
+/*
+ * Debug mode: a zeroed options struct (or NULL) takes it from ASYNCIO_DEBUG
+ * (PYTHONASYNCIODEBUG); debug = 1 forces it on, -1 off.
+ */
+TEST(loop_debug_option_and_environment) {
+  assert_false(debug_with(NULL, 0));
+  assert_true(debug_with("1", 0));
+  assert_false(debug_with("0", 0));
+  assert_false(debug_with("", 0));
+  assert_false(debug_with("1", -1));
+  assert_true(debug_with(NULL, 1));
+  setenv("ASYNCIO_DEBUG", "1", 1);
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  assert_true(asyncio_loop_get_debug(loop));
+  assert_ok(asyncio_loop_set_debug(loop, false));
+  assert_false(asyncio_loop_get_debug(loop));
+  assert_ok(asyncio_loop_close(loop));
+  unsetenv("ASYNCIO_DEBUG");
+}
+
 /* Options: an unknown clock is rejected (-EINVAL), out is required. */
 TEST(loop_new_invalid_arguments) {
   asyncio_loop_t *loop = NULL;
   assert_rc(asyncio_loop_new(NULL, NULL), -EINVAL);
   asyncio_loop_options_t o = {0};
   o.clock = (asyncio_clock_t)7;
-  o.debug = -1;
+  o.debug = 0;
   assert_rc(asyncio_loop_new(&loop, &o), -EINVAL);
   assert_null(loop);
 }
@@ -555,6 +590,49 @@ TEST(loop_handle_cancel_after_run_is_noop) {
 }
 
 
+/*
+ * Handle.cancelled() stays true for a cancelled handle after its memory was
+ * recycled, even when the recycled handle is cancelled too (each value keeps
+ * its own answer), and stays false for handles that ran.
+ */
+TEST(loop_handle_cancelled_survives_reuse) {
+  reset();
+  asyncio_loop_t *loop = harness_virtual_loop();
+  asyncio_handle_t hs[40];
+  for (int i = 0; i < 40; i++) {
+    assert_ok(asyncio_loop_call_soon(loop, rec, (void *)(intptr_t)i, &hs[i]));
+    if (i % 3 == 0) asyncio_handle_cancel(hs[i]);
+    run_once(loop); /* the slot goes back to the pool and is reused next round */
+  }
+  for (int i = 0; i < 40; i++) {
+    if (asyncio_handle_cancelled(hs[i]) != (i % 3 == 0))
+      fail_msg("handle %d: cancelled() = %d", i, (int)asyncio_handle_cancelled(hs[i]));
+  }
+  assert_int_equal(norder, 40 - 14);
+  assert_ok(asyncio_loop_close(loop));
+}
+
+static asyncio_handle_t self_handle;
+static int self_saw_cancelled;
+
+static void cancel_self(void *arg) {
+  (void)arg;
+  asyncio_handle_cancel(self_handle);
+  self_saw_cancelled = asyncio_handle_cancelled(self_handle);
+}
+
+/* A callback that cancels its own handle while running marks it (Handle.cancel sets _cancelled). */
+TEST(loop_handle_cancel_while_running) {
+  reset();
+  self_saw_cancelled = 0;
+  asyncio_loop_t *loop = harness_virtual_loop();
+  assert_ok(asyncio_loop_call_soon(loop, cancel_self, NULL, &self_handle));
+  run_once(loop);
+  assert_int_equal(self_saw_cancelled, 1);
+  assert_true(asyncio_handle_cancelled(self_handle));
+  assert_ok(asyncio_loop_close(loop));
+}
+
 /* ASYNCIO_HANDLE_NONE is a valid "no handle": cancel does nothing, it is not cancelled, no when. */
 TEST(loop_handle_none) {
   asyncio_handle_t none = ASYNCIO_HANDLE_NONE;
@@ -710,9 +788,66 @@ TEST(loop_call_soon_threadsafe_many_threads) {
   assert_ok(asyncio_loop_close(loop));
 }
 
+static atomic_int race_queued, race_closed;
+
+static void race_noop(void *arg) { (void)arg; }
+
+static void *race_caller(void *arg) {
+  asyncio_loop_t *loop = arg;
+  for (;;) {
+    int rc = asyncio_loop_call_soon_threadsafe(loop, race_noop, NULL);
+    if (rc == ASYNCIO_ECLOSED) break;
+    if (rc != 0) return (void *)1;
+    atomic_fetch_add(&race_queued, 1);
+  }
+  atomic_fetch_add(&race_closed, 1);
+  return NULL;
+}
+
+/*
+ * call_soon_threadsafe racing with close: every call either queued before the
+ * close (the callback is dropped with the ready queue, nothing leaks) or got
+ * ASYNCIO_ECLOSED; never a crash or a write to a closed eventfd.  A pending
+ * future keeps the closed loop's memory alive for the callers.
+ */
+TEST(loop_call_soon_threadsafe_races_close) {
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  asyncio_future_t *keep;
+  assert_ok(asyncio_future_new(&keep, loop));
+  atomic_store(&race_queued, 0);
+  atomic_store(&race_closed, 0);
+  pthread_t th[2];
+  for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, race_caller, loop), 0);
+  while (atomic_load(&race_queued) < 200) run_once(loop);
+  assert_ok(asyncio_loop_close(loop));
+  for (int i = 0; i < 2; i++) {
+    void *ret;
+    pthread_join(th[i], &ret);
+    assert_null(ret);
+  }
+  assert_int_equal(atomic_load(&race_closed), 2);
+  assert_rc(asyncio_loop_call_soon_threadsafe(loop, race_noop, NULL), ASYNCIO_ECLOSED);
+  assert_ok(asyncio_future_free(keep));
+}
+
 static int wt_pipe[2];
 static int wt_results[8];
+static int wt_more[16];
 static int wt_ran;
+static asyncio_future_t *wt_fut;
+static asyncio_task_t *wt_task;
+
+static void wt_done(asyncio_future_t *f, void *arg) {
+  (void)f;
+  (void)arg;
+  wt_ran = 1;
+}
+
+static int wt_coro(void *arg) {
+  (void)arg;
+  return 0;
+}
 
 static void wt_should_not_run(void *arg) {
   (void)arg;
@@ -733,6 +868,24 @@ static void *wrong_thread(void *arg) {
   wt_results[4] = asyncio_loop_add_writer(loop, wt_pipe[1], wt_io, NULL);
   wt_results[5] = asyncio_loop_remove_reader(loop, wt_pipe[0]);
   wt_results[6] = asyncio_loop_remove_writer(loop, wt_pipe[1]);
+  /* futures, tasks and loop settings are loop-thread-only too */
+  asyncio_task_t *buf[2];
+  wt_more[0] = asyncio_future_set_result(wt_fut, 1, NULL);
+  wt_more[1] = asyncio_future_set_exception(wt_fut, -EIO, NULL);
+  wt_more[2] = asyncio_future_cancel(wt_fut, NULL);
+  wt_more[3] = asyncio_future_add_done_callback(wt_fut, wt_done, NULL);
+  wt_more[4] = asyncio_future_remove_done_callback(wt_fut, wt_done, NULL);
+  wt_more[5] = asyncio_future_result(wt_fut, NULL);
+  wt_more[6] = asyncio_future_exception(wt_fut);
+  wt_more[7] = asyncio_future_free(wt_fut);
+  wt_more[8] = asyncio_task_set_name(wt_task, "x");
+  wt_more[9] = asyncio_task_uncancel(wt_task);
+  wt_more[10] = asyncio_task_cancel(wt_task, NULL);
+  wt_more[11] = asyncio_task_free(wt_task);
+  wt_more[12] = (int)asyncio_all_tasks(loop, buf, 2);
+  wt_more[13] = asyncio_loop_set_exception_handler(loop, NULL, NULL);
+  wt_more[14] = asyncio_loop_set_debug(loop, true);
+  wt_more[15] = asyncio_loop_stop(loop);
   /* the thread-safe path works from here */
   wt_results[7] = asyncio_loop_call_soon_threadsafe(loop, stop_cb, loop);
   return NULL;
@@ -758,9 +911,12 @@ TEST(loop_wrong_thread_calls) {
   reset();
   wt_ran = 0;
   memset(wt_results, 0x7f, sizeof wt_results);
+  memset(wt_more, 0x7f, sizeof wt_more);
   asyncio_loop_t *loop = harness_virtual_loop();
   assert_int_equal(pipe2(wt_pipe, O_NONBLOCK | O_CLOEXEC), 0);
-  assert_ok(asyncio_loop_call_soon(loop, spawn_wrong_thread, loop, NULL));
+  assert_ok(asyncio_future_new(&wt_fut, loop));
+  assert_ok(asyncio_loop_create_task(loop, &wt_task, wt_coro, NULL, NULL));
+  assert_ok(asyncio_loop_call_later(loop, 0.5, spawn_wrong_thread, loop, NULL));
   assert_ok(asyncio_loop_call_later(loop, 100.0, stop_cb, loop, NULL)); /* safety */
   assert_ok(asyncio_loop_run_forever(loop));
   ASSERT_SOFT();
@@ -768,6 +924,13 @@ TEST(loop_wrong_thread_calls) {
   assert_rc(wt_results[5], ASYNCIO_EWRONGTHREAD);
   assert_rc(wt_results[6], ASYNCIO_EWRONGTHREAD);
   assert_rc(wt_results[7], 0);
+  for (int i = 0; i < 16; i++)
+    if (wt_more[i] != ASYNCIO_EWRONGTHREAD)
+      fail_msg("wrong-thread call %d returned %d (%s)", i, wt_more[i], asyncio_errname(wt_more[i]));
+  assert_false(asyncio_future_done(wt_fut)); /* nothing changed */
+  assert_false(asyncio_loop_get_debug(loop));
+  assert_ok(asyncio_future_free(wt_fut));
+  assert_ok(asyncio_task_free(wt_task));
   assert_true(asyncio_loop_time(loop) < 100.0); /* stopped by the threadsafe call */
   run_once(loop);
   assert_false(wt_ran); /* the failed calls scheduled nothing */

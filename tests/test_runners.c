@@ -215,7 +215,7 @@ static int main_runs_nested(void *arg) {
   if (r) {
     /* Runner.run(): "cannot be called from a running event loop" */
     CHECK_RC(asyncio_runner_run(r, nested_body, NULL, NULL), ASYNCIO_ERUNNING);
-    CHECK_RC(asyncio_runner_close(r), 0);
+    CHECK_RC(asyncio_runner_free(r), 0);
   }
   return 0;
 }
@@ -278,7 +278,7 @@ TEST(runner_reused_for_several_runs) {
   ASSERT_SOFT();
   assert_ptr_equal(asyncio_runner_get_loop(r), runner_loop);
   assert_false(asyncio_loop_is_running(runner_loop));
-  assert_ok(asyncio_runner_close(r));
+  assert_ok(asyncio_runner_free(r));
 }
 
 static int runner_main_records_loop(void *arg) {
@@ -295,11 +295,27 @@ TEST(runner_lazy_loop) {
   assert_rc(asyncio_runner_run(r, runner_main_records_loop, NULL, NULL), 0);
   assert_non_null(runner_loop);
   assert_ptr_equal(asyncio_runner_get_loop(r), runner_loop);
-  assert_ok(asyncio_runner_close(r));
+  assert_ok(asyncio_runner_free(r));
   /* a runner that never ran closes cleanly */
   assert_ok(asyncio_runner_new(&r, NULL));
-  assert_ok(asyncio_runner_close(r));
+  assert_ok(asyncio_runner_free(r));
   assert_rc(asyncio_runner_new(NULL, NULL), -EINVAL);
+  assert_rc(asyncio_runner_free(NULL), -EINVAL);
+  assert_rc(asyncio_runner_close(NULL), -EINVAL);
+}
+
+/* Runner.close(): a closed runner refuses to run ("Runner is closed") and has no loop. */
+TEST(runner_closed_refuses_run) {
+  asyncio_runner_t *r = NULL;
+  assert_ok(asyncio_runner_new(&r, NULL));
+  assert_rc(asyncio_runner_run(r, runner_main_records_loop, NULL, NULL), 0);
+  asyncio_loop_t *loop = asyncio_runner_get_loop(r);
+  assert_non_null(loop);
+  assert_ok(asyncio_runner_close(r));
+  assert_ok(asyncio_runner_close(r)); /* twice is a no-op */
+  assert_rc(asyncio_runner_run(r, runner_main_records_loop, NULL, NULL), ASYNCIO_ECLOSED);
+  assert_null(asyncio_runner_get_loop(r));
+  assert_ok(asyncio_runner_free(r));
 }
 
 static int leave_sleeper(void *arg) {
@@ -322,6 +338,7 @@ TEST(runner_close_cancels_pending) {
   ASSERT_SOFT();
   assert_int_equal(cleanup_saw, -ECANCELED);
   assert_int_equal(cleanup_finished, 1);
+  assert_ok(asyncio_runner_free(r));
 }
 
 /* ---- SIGINT ------------------------------------------------------------------------ */

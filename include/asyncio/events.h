@@ -58,7 +58,11 @@ typedef struct asyncio_loop_options {
   asyncio_clock_t clock;
   /* Default task stack size in bytes; 0 = ASYNCIO_DEFAULT_STACK_SIZE. */
   size_t stack_size;
-  /* Debug mode: -1 (default) = from the ASYNCIO_DEBUG environment variable. */
+  /*
+   * Debug mode: 0 (the default, so a zeroed struct gets it) = from the
+   * ASYNCIO_DEBUG environment variable (Python's -X dev / PYTHONASYNCIODEBUG);
+   * > 0 on; < 0 off.
+   */
   int debug;
   /* Seconds a callback may run before debug mode reports it; 0 = 0.1 s. */
   double slow_callback_duration;
@@ -98,10 +102,12 @@ int asyncio_loop_new(asyncio_loop_t **out, const asyncio_loop_options_t *options
 
 /*
  * Closes and frees the loop (loop.close()).  Pending callbacks are dropped;
- * tasks that are still pending are freed without running further (Python
- * would warn "Task was destroyed but it is pending!", which debug mode does
- * too).  Returns 0, ASYNCIO_ERUNNING if the loop is running (nothing is done),
- * -EINVAL for NULL.  After close, handles of this loop must not be used.
+ * tasks that are still pending are freed without running further, each
+ * reported to the exception handler as "Task was destroyed but it is
+ * pending!".  Returns 0, ASYNCIO_ERUNNING if the loop is running (nothing is
+ * done), -EINVAL for NULL.  The loop's memory stays valid (closed) until the
+ * last future or task of the loop is freed; after that the loop pointer and
+ * its handles must not be used.
  */
 int asyncio_loop_close(asyncio_loop_t *loop);
 
@@ -165,7 +171,12 @@ int asyncio_loop_call_at(asyncio_loop_t *loop, double when, asyncio_callback_fn 
 /*
  * Schedules fn(arg) from any thread and wakes the loop (an eventfd write)
  * (loop.call_soon_threadsafe()).  Safe from signal-free code in any thread.
- * Returns 0, -EINVAL, ASYNCIO_ECLOSED or -ENOMEM.
+ * Returns 0, -EINVAL, ASYNCIO_ECLOSED or -ENOMEM.  A call racing with
+ * asyncio_loop_close either queues its callback before the close (which
+ * drops it, as Python's close drops the ready queue) or returns
+ * ASYNCIO_ECLOSED; either way it is safe as long as the loop struct is alive,
+ * so another thread may keep calling after close only while some future or
+ * task of the loop is still referenced (see asyncio_loop_close).
  */
 int asyncio_loop_call_soon_threadsafe(asyncio_loop_t *loop, asyncio_callback_fn fn, void *arg);
 

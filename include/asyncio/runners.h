@@ -55,10 +55,18 @@ int asyncio_runner_run(asyncio_runner_t *runner, asyncio_coro_fn fn, void *arg, 
 asyncio_loop_t *asyncio_runner_get_loop(asyncio_runner_t *runner);
 
 /*
- * Runner.close(): cancels the tasks still pending and waits for them, closes
- * the loop and frees the runner.  Returns 0 or ASYNCIO_ERUNNING.
+ * Runner.close() (the end of `with asyncio.Runner() as r:`): cancels the
+ * tasks still pending and waits for them, then closes the loop.  The runner
+ * stays allocated: later runs return ASYNCIO_ECLOSED.  Closing twice is a
+ * no-op.  Returns 0, -EINVAL, or ASYNCIO_ERUNNING (called from its own loop).
  */
 int asyncio_runner_close(asyncio_runner_t *runner);
+
+/*
+ * Closes the runner if needed (as asyncio_runner_close) and frees it.
+ * Returns 0, -EINVAL, or ASYNCIO_ERUNNING (then nothing was freed).
+ */
+int asyncio_runner_free(asyncio_runner_t *runner);
 
 #ifdef __cplusplus
 }
