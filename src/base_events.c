@@ -29,7 +29,7 @@
 TLS_IE asyncio_loop_t *asyncio__running_loop;
 
 #define HANDLE_CHUNK 128
-#define MIN_CANCELLED_TIMERS 100
+#define MIN_SCHEDULED_TIMERS 100
 #define MAX_SELECT_TIMEOUT (24.0 * 3600.0)
 
 static double mono_now(void) {
@@ -742,7 +742,8 @@ int asyncio__loop_iterate_inline(asyncio_loop_t *loop) {
 static int run_once(asyncio_loop_t *loop) {
   if (atomic_load_explicit(&loop->ts_pending, memory_order_acquire)) drain_threadsafe(loop);
 
-  if (loop->timers_cancelled > MIN_CANCELLED_TIMERS && loop->timers_cancelled * 2 > loop->heap_n) {
+  /* CPython's rule: more than 100 timers scheduled, more than half cancelled. */
+  if (loop->heap_n > MIN_SCHEDULED_TIMERS && loop->timers_cancelled * 2 > loop->heap_n) {
     purge_cancelled_timers(loop);
   } else {
     while (loop->heap_n && loop->heap[0]->cancelled) {

@@ -105,7 +105,8 @@ asyncio_coro_fn asyncio_task_get_coro(const asyncio_task_t *task, void **arg);
  * asyncio.sleep(delay): suspends the calling task for `delay` seconds.
  * sleep(0) (or any delay <= 0) yields once: every other ready callback and
  * task runs before this task resumes.  A suspension point.  Returns 0,
- * -ECANCELED, ASYNCIO_ENOTASK, -EINVAL (NaN).
+ * -ECANCELED, ASYNCIO_ENOTASK, -EINVAL (NaN), -ENOMEM (no timer could be
+ * allocated: nothing was scheduled and the task did not suspend).
  */
 int asyncio_sleep(double delay);
 
