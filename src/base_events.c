@@ -44,32 +44,42 @@ double asyncio__loop_now(const asyncio_loop_t *loop) {
 
 /* ---- handle pool ---------------------------------------------------------- */
 
-asyncio__handle_t *asyncio__handle_new(asyncio_loop_t *loop) {
-  asyncio__handle_t *h = loop->handle_free;
-  if (UNLIKELY(!h)) {
-    asyncio__chunk_t *c =
-        asyncio__alloc(sizeof(asyncio__chunk_t) + HANDLE_CHUNK * sizeof(asyncio__handle_t));
-    if (!c) return NULL;
-    c->next = loop->handle_chunks;
-    loop->handle_chunks = c;
-    asyncio__handle_t *hs = (asyncio__handle_t *)(c + 1);
-    memset(hs, 0, HANDLE_CHUNK * sizeof *hs);
-    for (int i = HANDLE_CHUNK - 1; i >= 0; i--) {
-      hs[i].loop = loop;
-      hs[i].pooled = 1;
-      hs[i].gen = 1;
-      hs[i].next = loop->handle_free;
-      loop->handle_free = &hs[i];
-    }
-    h = loop->handle_free;
+asyncio__handle_t *asyncio__handle_grow(asyncio_loop_t *loop) {
+  asyncio__chunk_t *c =
+      asyncio__alloc(sizeof(asyncio__chunk_t) + HANDLE_CHUNK * sizeof(asyncio__handle_t));
+  if (!c) return NULL;
+  c->next = loop->handle_chunks;
+  loop->handle_chunks = c;
+  asyncio__handle_t *hs = (asyncio__handle_t *)(c + 1);
+  memset(hs, 0, HANDLE_CHUNK * sizeof *hs);
+  for (int i = HANDLE_CHUNK - 1; i >= 0; i--) {
+    hs[i].loop = loop;
+    hs[i].pooled = 1;
+    hs[i].gen = 1;
+    hs[i].next = loop->handle_free;
+    loop->handle_free = &hs[i];
   }
-  loop->handle_free = h->next;
-  h->next = NULL;
-  h->cancelled = 0;
-  h->kind = HK_CALLBACK;
-  h->state = H_IDLE;
-  h->heap_idx = UINT32_MAX;
-  return h;
+  return loop->handle_free;
+}
+
+/*
+ * A handle value is (slot, generation), so a stale value never matches the
+ * slot again.  Whether each of the slot's last 64 generations was cancelled
+ * is kept, so Handle.cancelled() stays true for a stale cancelled handle
+ * until its slot has been reused 64 more times (documented in events.h).
+ */
+static inline void handle_release_pooled(asyncio_loop_t *loop, asyncio__handle_t *h) {
+  uint64_t hist = h->cancel_hist << 1;
+  if (UNLIKELY(h->cancelled)) {
+    hist |= 1;
+    h->cancelled = 0;
+  }
+  h->cancel_hist = hist;
+  h->gen++;
+  h->state = H_FREE;
+  h->arg = h->aux = NULL;
+  h->next = loop->handle_free;
+  loop->handle_free = h;
 }
 
 void asyncio__handle_release(asyncio_loop_t *loop, asyncio__handle_t *h) {
@@ -77,19 +87,7 @@ void asyncio__handle_release(asyncio_loop_t *loop, asyncio__handle_t *h) {
     h->state = H_IDLE;
     return;
   }
-  /*
-   * A handle value is (slot, generation), so a stale value never matches the
-   * slot again.  Whether each of the slot's last 64 generations was cancelled
-   * is kept, so Handle.cancelled() stays true for a stale cancelled handle
-   * until its slot has been reused 64 more times (documented in events.h).
-   */
-  h->cancel_hist = (h->cancel_hist << 1) | (h->cancelled ? 1u : 0u);
-  h->gen++;
-  h->state = H_FREE;
-  h->cancelled = 0;
-  h->arg = h->aux = NULL;
-  h->next = loop->handle_free;
-  loop->handle_free = h;
+  handle_release_pooled(loop, h);
 }
 
 asyncio_handle_t asyncio__handle_value(asyncio__handle_t *h) {
@@ -103,48 +101,70 @@ static asyncio__handle_t *handle_live(asyncio_handle_t v) {
   return h;
 }
 
-/* ---- timer heap: min-heap on (when, seq) ------------------------------------ */
+/* ---- timer heap: 4-ary min-heap on (when, seq) ------------------------------ */
 
-static inline int timer_before(const asyncio__handle_t *a, const asyncio__handle_t *b) {
-  return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+/*
+ * Each slot holds its timer's `when` as an integer key next to the handle:
+ * sifting compares keys in one array, without branches on their outcome
+ * (which is random, so branches would be mispredicted half the time), and
+ * touches a handle only to break a tie on `seq`.  Four children per node
+ * halve the depth of a binary heap.  Positions are not tracked in the
+ * handles: timers are removed lazily, never from the middle.
+ */
+
+/* An integer with the order of the double (NaN is refused by call_at). */
+static inline uint64_t timer_key(double when) {
+  union {
+    double d;
+    uint64_t u;
+  } v = {when + 0.0}; /* -0.0 becomes +0.0: equal times stay equal */
+  return v.u ^ ((uint64_t)((int64_t)v.u >> 63) | 0x8000000000000000u);
 }
 
-static void heap_up(asyncio_loop_t *loop, uint32_t i) {
-  asyncio__handle_t **hp = loop->heap, *h = hp[i];
+static inline int timer_before(const asyncio__timer_t *a, const asyncio__timer_t *b) {
+  if (UNLIKELY(a->key == b->key)) return a->h->seq < b->h->seq;
+  return a->key < b->key;
+}
+
+/* The index of the earlier of slots i and j, chosen without a branch. */
+static inline uint32_t timer_min(const asyncio__timer_t *hp, uint32_t i, uint32_t j) {
+  uint32_t lt = (uint32_t)timer_before(&hp[j], &hp[i]);
+  return i ^ ((i ^ j) & (0u - lt));
+}
+
+/* Places e at hole i or above it. */
+static void heap_up(asyncio__timer_t *hp, uint32_t i, asyncio__timer_t e) {
   while (i > 0) {
-    uint32_t p = (i - 1) / 2;
-    if (!timer_before(h, hp[p])) break;
+    uint32_t p = (i - 1) / 4;
+    if (!timer_before(&e, &hp[p])) break;
     hp[i] = hp[p];
-    hp[i]->heap_idx = i;
     i = p;
   }
-  hp[i] = h;
-  h->heap_idx = i;
+  hp[i] = e;
 }
 
-static void heap_down(asyncio_loop_t *loop, uint32_t i) {
-  asyncio__handle_t **hp = loop->heap, *h = hp[i];
-  uint32_t n = loop->heap_n;
+/* Places e at hole i or below it, in a heap of n slots. */
+static void heap_down(asyncio__timer_t *hp, uint32_t n, uint32_t i, asyncio__timer_t e) {
   for (;;) {
-    uint32_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && timer_before(hp[c + 1], hp[c])) c++;
-    if (!timer_before(hp[c], h)) break;
-    hp[i] = hp[c];
-    hp[i]->heap_idx = i;
-    i = c;
+    uint32_t c = 4 * i + 1, m;
+    if (LIKELY(c + 4 <= n)) {
+      m = timer_min(hp, timer_min(hp, c, c + 1), timer_min(hp, c + 2, c + 3));
+    } else {
+      if (c >= n) break;
+      m = c;
+      for (uint32_t k = c + 1; k < n; k++) m = timer_min(hp, m, k);
+    }
+    if (!timer_before(&hp[m], &e)) break;
+    hp[i] = hp[m];
+    i = m;
   }
-  hp[i] = h;
-  h->heap_idx = i;
+  hp[i] = e;
 }
 
 static asyncio__handle_t *heap_pop(asyncio_loop_t *loop) {
-  asyncio__handle_t *top = loop->heap[0];
-  loop->heap_n--;
-  if (loop->heap_n) {
-    loop->heap[0] = loop->heap[loop->heap_n];
-    heap_down(loop, 0);
-  }
+  asyncio__handle_t *top = loop->heap[0].h;
+  uint32_t n = --loop->heap_n;
+  if (n) heap_down(loop->heap, n, 0, loop->heap[n]);
   top->heap_idx = UINT32_MAX;
   return top;
 }
@@ -161,8 +181,9 @@ int asyncio__loop_timer(asyncio_loop_t *loop, double when, asyncio__handle_t *h)
   h->when = when;
   h->seq = loop->timer_seq++;
   h->state = H_TIMER;
-  loop->heap[loop->heap_n] = h;
-  heap_up(loop, loop->heap_n++);
+  h->heap_idx = 0; /* in the heap; the position itself is not tracked */
+  asyncio__timer_t e = {timer_key(when), h};
+  heap_up(loop->heap, loop->heap_n++, e);
   return 0;
 }
 
@@ -171,15 +192,18 @@ int asyncio__loop_timer(asyncio_loop_t *loop, double when, asyncio__handle_t *h)
 static void purge_cancelled_timers(asyncio_loop_t *loop) {
   uint32_t j = 0;
   for (uint32_t i = 0; i < loop->heap_n; i++) {
-    asyncio__handle_t *h = loop->heap[i];
-    if (h->cancelled)
+    asyncio__handle_t *h = loop->heap[i].h;
+    if (h->cancelled) {
+      h->heap_idx = UINT32_MAX;
       asyncio__handle_release(loop, h);
-    else
-      loop->heap[j++] = h;
+    } else {
+      loop->heap[j++] = loop->heap[i];
+    }
   }
   loop->heap_n = j;
-  for (uint32_t i = j / 2 + 1; i-- > 0;)
-    if (i < j) heap_down(loop, i);
+  /* Floyd's heapify: sift down every parent, the last one first. */
+  if (j > 1)
+    for (uint32_t i = (j - 2) / 4 + 1; i-- > 0;) heap_down(loop->heap, j, i, loop->heap[i]);
   loop->timers_cancelled = 0;
 }
 
@@ -275,7 +299,7 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
     asyncio__loop_report(loop, "Task was destroyed but it is pending!", 0, NULL, &t->f);
     asyncio__task_destroy_pending(t);
   }
-  for (uint32_t i = 0; i < loop->heap_n; i++) asyncio__handle_release(loop, loop->heap[i]);
+  for (uint32_t i = 0; i < loop->heap_n; i++) asyncio__handle_release(loop, loop->heap[i].h);
   loop->heap_n = 0;
   asyncio__free(loop->heap, loop->heap_cap * sizeof *loop->heap);
   loop->heap = NULL;
@@ -288,6 +312,7 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   pthread_mutex_unlock(&loop->ts_lock);
   while (n) {
     asyncio__ts_node_t *next = n->next;
+    if (n->drop) n->drop(n->arg);
     asyncio__free(n, sizeof *n);
     n = next;
   }
@@ -384,13 +409,19 @@ ASYNCIO_API int asyncio_loop_call_soon_threadsafe(asyncio_loop_t *loop, asyncio_
   if (!loop || !fn) return -EINVAL;
   asyncio__ts_node_t *n = asyncio__alloc(sizeof *n);
   if (!n) return -ENOMEM;
-  n->next = NULL;
   n->fn = fn;
   n->arg = arg;
+  n->drop = NULL;
+  int rc = asyncio__loop_ts_push(loop, n);
+  if (rc) asyncio__free(n, sizeof *n);
+  return rc;
+}
+
+int asyncio__loop_ts_push(asyncio_loop_t *loop, asyncio__ts_node_t *n) {
+  n->next = NULL;
   pthread_mutex_lock(&loop->ts_lock);
   if (loop->ts_closed) {
     pthread_mutex_unlock(&loop->ts_lock);
-    asyncio__free(n, sizeof *n);
     return ASYNCIO_ECLOSED;
   }
   if (loop->ts_tail)
@@ -646,6 +677,13 @@ ASYNCIO_API double asyncio_loop_get_slow_callback_duration(const asyncio_loop_t 
 /* ---- running ----------------------------------------------------------------- */
 
 static inline void run_handle(asyncio_loop_t *loop, asyncio__handle_t *h) {
+  if (LIKELY(h->kind == HK_CALLBACK && h->pooled)) {
+    /* call_soon and timers: the common case, with the release inlined */
+    h->state = H_RUNNING;
+    h->fn(h->arg);
+    handle_release_pooled(loop, h);
+    return;
+  }
   switch (h->kind) {
   case HK_TASK_STEP:
     h->state = H_IDLE;
@@ -688,6 +726,18 @@ static void describe_handle(asyncio__handle_t *h, char *buf, size_t n) {
   }
 }
 
+/* Debug mode: each handle is timed and a slow one reported. */
+static __attribute__((noinline)) void run_handle_debug(asyncio_loop_t *loop,
+                                                       asyncio__handle_t *h) {
+  char desc[192];
+  describe_handle(h, desc, sizeof desc);
+  double t0 = mono_now();
+  run_handle(loop, h);
+  double dt = mono_now() - t0;
+  if (dt >= loop->slow_callback_duration)
+    fprintf(stderr, "asyncio: Executing %s took %.3f seconds\n", desc, dt);
+}
+
 static void run_ready(asyncio_loop_t *loop) {
   /* In the loop struct: a suspending task may consume part of the budget
    * by switching straight to the next ready task. */
@@ -698,7 +748,11 @@ static void run_ready(asyncio_loop_t *loop) {
     loop->ready_head = h->next;
     if (!loop->ready_head) loop->ready_tail = NULL;
     loop->ready_count--;
-    if (UNLIKELY(h->cancelled)) {
+    if (UNLIKELY(h->cancelled | loop->debug)) {
+      if (!h->cancelled) {
+        run_handle_debug(loop, h);
+        continue;
+      }
       if (h->kind == HK_DONE) {
         asyncio_future_t *f = h->aux;
         asyncio__handle_release(loop, h);
@@ -709,34 +763,8 @@ static void run_ready(asyncio_loop_t *loop) {
       }
       continue;
     }
-    if (UNLIKELY(loop->debug)) {
-      char desc[192];
-      describe_handle(h, desc, sizeof desc);
-      double t0 = mono_now();
-      run_handle(loop, h);
-      double dt = mono_now() - t0;
-      if (dt >= loop->slow_callback_duration)
-        fprintf(stderr, "asyncio: Executing %s took %.3f seconds\n", desc, dt);
-    } else {
-      run_handle(loop, h);
-    }
+    run_handle(loop, h);
   }
-}
-
-/*
- * Starts the next iteration from inside a suspending task when run_once
- * would do nothing but run the ready queue: no stop requested, nothing from
- * other threads or signals, no timers to look at, and no poll due.  Returns
- * 1 with a fresh budget in loop->ntodo, or 0 to take the normal path.
- */
-int asyncio__loop_iterate_inline(asyncio_loop_t *loop) {
-  if (loop->stopping || !loop->ready_count || loop->debug || loop->heap_n) return 0;
-  if (atomic_load_explicit(&loop->ts_pending, memory_order_relaxed) ||
-      atomic_load_explicit(&loop->wakeup_signalled, memory_order_relaxed))
-    return 0;
-  if (loop->nregistered > 1) return 0;
-  loop->ntodo = loop->ready_count;
-  return 1;
 }
 
 static int run_once(asyncio_loop_t *loop) {
@@ -746,7 +774,7 @@ static int run_once(asyncio_loop_t *loop) {
   if (loop->heap_n > MIN_SCHEDULED_TIMERS && loop->timers_cancelled * 2 > loop->heap_n) {
     purge_cancelled_timers(loop);
   } else {
-    while (loop->heap_n && loop->heap[0]->cancelled) {
+    while (loop->heap_n && loop->heap[0].h->cancelled) {
       asyncio__handle_t *h = heap_pop(loop);
       loop->timers_cancelled--;
       asyncio__handle_release(loop, h);
@@ -767,12 +795,12 @@ static int run_once(asyncio_loop_t *loop) {
       if (!atomic_load_explicit(&loop->wakeup_signalled, memory_order_relaxed)) goto skip_poll;
     }
     timeout_ms = 0;
-  } else if (loop->heap_n && !isinf(loop->heap[0]->when)) {
+  } else if (loop->heap_n && !isinf(loop->heap[0].h->when)) {
     if (loop->virtual_clock) {
       timeout_ms = atomic_load(&loop->external_pending) ? -1 : 0;
       jump = timeout_ms == 0;
     } else {
-      double t = loop->heap[0]->when - mono_now();
+      double t = loop->heap[0].h->when - mono_now();
       if (t > MAX_SELECT_TIMEOUT) t = MAX_SELECT_TIMEOUT;
       /* Round up, as CPython does, so we never wake before the deadline. */
       timeout_ms = t <= 0 ? 0 : (int)ceil(t * 1e3);
@@ -786,14 +814,14 @@ static int run_once(asyncio_loop_t *loop) {
   if (UNLIKELY(n < 0)) return n;
   if (jump && n == 0 && !loop->ready_count && loop->heap_n &&
       !atomic_load_explicit(&loop->ts_pending, memory_order_acquire)) {
-    if (loop->heap[0]->when > loop->vtime) loop->vtime = loop->heap[0]->when;
+    if (loop->heap[0].h->when > loop->vtime) loop->vtime = loop->heap[0].h->when;
   }
 
 skip_poll:;
   if (loop->heap_n) {
     double end = asyncio__loop_now(loop) + 1e-9;
     while (loop->heap_n) {
-      asyncio__handle_t *h = loop->heap[0];
+      asyncio__handle_t *h = loop->heap[0].h;
       if (h->cancelled) {
         heap_pop(loop);
         loop->timers_cancelled--;

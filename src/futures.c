@@ -110,6 +110,8 @@ void asyncio__future_unref(asyncio_future_t *f) {
     } else {
       asyncio__free(f, sizeof(asyncio__task_t));
     }
+  } else if (f->vt) {
+    f->vt->free(f);
   } else {
     asyncio__free(f, sizeof *f);
   }
@@ -244,6 +246,7 @@ ASYNCIO_API int asyncio_future_cancel(asyncio_future_t *f, const char *msg) {
   int rc = asyncio__check_thread(f->loop);
   if (rc) return rc;
   if (f->is_task) return asyncio_task_cancel(f, msg);
+  if (f->vt && f->vt->cancel) return f->vt->cancel(f, msg);
   return asyncio__future_cancel_base(f, msg);
 }
 

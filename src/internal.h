@@ -92,6 +92,16 @@ typedef struct asyncio__cb {
   void *arg;
 } asyncio__cb_t;
 
+/*
+ * Futures of a special kind (gather.c's gathering future) embed a future as
+ * their first member and set vt: cancel replaces Future.cancel (NULL: the
+ * plain one), free releases the whole object once the last reference went.
+ */
+typedef struct asyncio__future_vt {
+  int (*cancel)(asyncio_future_t *f, const char *msg);
+  void (*free)(asyncio_future_t *f);
+} asyncio__future_vt_t;
+
 struct asyncio_future {
   uint32_t refcnt;
   uint8_t state;
@@ -106,23 +116,35 @@ struct asyncio_future {
   asyncio__cb_t *cbs;     /* the others */
   uint32_t ncbs, capcbs;
   uint32_t task_waiters;  /* tasks suspended in asyncio_await on this future */
+  const asyncio__future_vt_t *vt; /* NULL for plain futures and tasks */
 };
 
 typedef struct asyncio__task {
   struct asyncio_future f;
+  /* Set in full by create_task (a recycled object keeps stale values). */
   asyncio_coro_fn fn;
   void *arg;
-  void *result_value;
   asyncio__coro_t ctx;
   asyncio__coro_t *resumer;     /* where a suspension returns to */
-  asyncio__stack_t *stack;
-  size_t stack_size;
-  asyncio__handle_t step;       /* embedded: resumes this task */
-  asyncio_future_t *fut_waiter; /* the future being awaited (a reference), or NULL */
-  asyncio_handle_t timer_waiter;/* the sleep timer, or none */
+  asyncio__stack_t *stack;      /* NULL before the first step: reserved in the pool */
+  uint64_t id;                  /* the N of Task-N */
   struct asyncio__task *prev, *next; /* the loop's list of pending tasks */
   char *name;                   /* NULL until named or asked for */
-  uint64_t id;                  /* the N of Task-N */
+  asyncio__handle_t step;       /* embedded: resumes this task */
+  /*
+   * The context the task runs in, set when it starts: its own (ctx, stack),
+   * or while an async generator body runs on its behalf, that body's
+   * (asyncgen.c).  Suspensions save into it and steps resume it.
+   */
+  asyncio__coro_t *cur_ctx;
+  asyncio__stack_t *cur_stack;
+  /*
+   * From here to the end: zeroed by create_task (one memset).  A new field
+   * that starts at zero for a new task belongs here.
+   */
+  void *result_value;
+  asyncio_future_t *fut_waiter; /* the future being awaited (a reference), or NULL */
+  asyncio_handle_t timer_waiter;/* the sleep timer, or none */
   char *cancel_msg;
   int num_cancels_requested;
   int wake_rc;
@@ -142,7 +164,14 @@ typedef struct asyncio__ts_node {
   struct asyncio__ts_node *next;
   asyncio_callback_fn fn;
   void *arg;
+  asyncio_callback_fn drop; /* nullable: called with arg if close drops the node */
 } asyncio__ts_node_t;
+
+/* A slot of the timer heap: the handle's `when` as an ordered integer, and the handle. */
+typedef struct asyncio__timer {
+  uint64_t key;
+  asyncio__handle_t *h;
+} asyncio__timer_t;
 
 typedef struct asyncio__chunk {
   struct asyncio__chunk *next;
@@ -152,9 +181,15 @@ struct asyncio_loop {
   /* ready queue (FIFO) */
   asyncio__handle_t *ready_head, *ready_tail;
   size_t ready_count;
-  size_t ntodo; /* callbacks left to run in this iteration */
-  /* timers: a binary min-heap on (when, seq) */
-  asyncio__handle_t **heap;
+  /* timers: a 4-ary min-heap on (when, seq) */
+  asyncio__timer_t *heap;
+  /*
+   * Callbacks left to run in this iteration.  Kept apart from ready_count:
+   * when the two are adjacent GCC fuses the paired decrements of the direct
+   * hand-off into one 16-byte vector read-modify-write, whose load cannot be
+   * forwarded from the two 8-byte stores just before it and stalls.
+   */
+  size_t ntodo;
   uint32_t heap_n, heap_cap;
   uint32_t timers_cancelled;
   uint64_t timer_seq;
@@ -175,6 +210,7 @@ struct asyncio_loop {
   atomic_int ts_pending;
   uint8_t ts_closed;           /* set by close, under ts_lock: refuse new work */
   atomic_int external_pending; /* thread work in flight: holds off the virtual clock */
+  struct asyncio__loop_threads *threads; /* threads.c: default executor, jobs (lazy) */
   void (*on_wakeup)(asyncio_loop_t *loop, void *arg); /* the runner's SIGINT check */
   void *on_wakeup_arg;
   /* tasks */
@@ -186,6 +222,7 @@ struct asyncio_loop {
   int eager_depth;              /* eager starts in progress: no direct hand-off */
   asyncio__coro_t sched;        /* the context run_forever runs on */
   asyncio__stack_pool_t stacks;
+  struct asyncio_asyncgen *asyncgens; /* started async generators (asyncgen.c) */
   size_t stack_size;
   /* state */
   uint8_t running, stopping, closed, debug, virtual_clock;
@@ -196,6 +233,7 @@ struct asyncio_loop {
   void *exc_handler_ud;
   size_t nobjects;  /* live futures and tasks: the struct outlives close until 0 */
   asyncio_loop_t *prev_running; /* restored when run_forever returns */
+  struct asyncio__net *net; /* transports and servers (selector_events.c), or NULL */
 };
 
 extern TLS_IE asyncio_loop_t *asyncio__running_loop;
@@ -228,16 +266,56 @@ static inline void asyncio__ready_push(asyncio_loop_t *loop, asyncio__handle_t *
   loop->ready_count++;
 }
 
-asyncio__handle_t *asyncio__handle_new(asyncio_loop_t *loop);
+/* Adds a chunk of handles to the pool: its first free handle, or NULL (ENOMEM). */
+asyncio__handle_t *asyncio__handle_grow(asyncio_loop_t *loop);
+/* A pooled handle, idle, not cancelled, kind HK_CALLBACK; NULL on ENOMEM. */
+static inline asyncio__handle_t *asyncio__handle_new(asyncio_loop_t *loop) {
+  asyncio__handle_t *h = loop->handle_free;
+  if (UNLIKELY(!h) && !(h = asyncio__handle_grow(loop))) return NULL;
+  loop->handle_free = h->next;
+  h->next = NULL;
+  h->heap_idx = UINT32_MAX;
+  h->state = H_IDLE;
+  h->kind = HK_CALLBACK;
+  h->cancelled = 0;
+  return h;
+}
 asyncio_handle_t asyncio__handle_value(asyncio__handle_t *h);
 /* Back to the pool (pooled) or idle (embedded). */
 void asyncio__handle_release(asyncio_loop_t *loop, asyncio__handle_t *h);
 int asyncio__loop_timer(asyncio_loop_t *loop, double when, asyncio__handle_t *h);
 void asyncio__loop_object_gone(asyncio_loop_t *loop);
-int asyncio__loop_iterate_inline(asyncio_loop_t *loop);
+/*
+ * Starts the next iteration from inside a suspending task when run_once
+ * would do nothing but run the ready queue: no stop requested, nothing from
+ * other threads or signals, no timers to look at, not in debug mode and no
+ * poll due.  Returns 1 with a fresh budget in loop->ntodo, or 0 to take the
+ * normal path.  Inline: it sits on the direct hand-off path of every switch.
+ */
+static inline int asyncio__loop_iterate_inline(asyncio_loop_t *loop) {
+  if (loop->stopping || !loop->ready_count || loop->debug || loop->heap_n) return 0;
+  if (atomic_load_explicit(&loop->ts_pending, memory_order_relaxed) ||
+      atomic_load_explicit(&loop->wakeup_signalled, memory_order_relaxed))
+    return 0;
+  if (loop->nregistered > 1) return 0;
+  loop->ntodo = loop->ready_count;
+  return 1;
+}
 double asyncio__loop_now(const asyncio_loop_t *loop);
 void asyncio__loop_report(asyncio_loop_t *loop, const char *message, int error,
                           const char *error_message, asyncio_future_t *fut);
+
+/*
+ * Queues a threadsafe node the caller allocated with asyncio__alloc(sizeof
+ * *n) (fn, arg and drop set); from then on the loop owns and frees it.
+ * Returns 0, or ASYNCIO_ECLOSED (the caller keeps the node).  Any thread.
+ */
+int asyncio__loop_ts_push(asyncio_loop_t *loop, asyncio__ts_node_t *n);
+
+/* threads.c: called by asyncio_loop_close first; blocks for running jobs. */
+void asyncio__threads_loop_close(asyncio_loop_t *loop);
+/* threads.c: a future for shutdown_default_executor (the runner's close), or NULL. */
+int asyncio__threads_shutdown_default(asyncio_loop_t *loop, asyncio_future_t **out);
 
 /* futures.c */
 void asyncio__future_init(asyncio_future_t *f, asyncio_loop_t *loop);
@@ -255,5 +333,54 @@ void asyncio__task_suspend(asyncio__task_t *t);
 void asyncio__task_destroy_pending(asyncio__task_t *t);
 void asyncio__task_free_fields(asyncio__task_t *t);
 int asyncio__task_cancel_all(asyncio_loop_t *loop);
+
+/* asyncgen.c */
+/* Runner.close: run loop.shutdown_asyncgens() to completion (loop not running). */
+int asyncio__asyncgen_shutdown(asyncio_loop_t *loop);
+/* loop.close(): detaches every generator, releasing suspended bodies' stacks. */
+void asyncio__asyncgen_loop_close(asyncio_loop_t *loop);
+
+/*
+ * locks.c: what every synchronization object shares (queues.c uses it too).
+ * A waiter is a future in the waiting task's frame: never allocated, never
+ * freed (its reference count stays >= 1), awaited with asyncio_await so that
+ * cancellation works as for any future.  A wait queue is an intrusive FIFO.
+ */
+typedef struct asyncio__sync {
+  asyncio_loop_t *loop; /* bound lazily; holds one of loop->nobjects */
+  uint32_t busy;        /* tasks suspended in a call on this object */
+} asyncio__sync_t;
+
+typedef struct asyncio__waiter {
+  struct asyncio_future f;
+  struct asyncio__waiter *prev, *next;
+  uint8_t linked; /* in a wait queue */
+} asyncio__waiter_t;
+
+typedef struct asyncio__waitq {
+  asyncio__waiter_t *head, *tail;
+  size_t n;
+} asyncio__waitq_t;
+
+/* 0; ASYNCIO_EWRONGTHREAD; 1 when the bound loop is closed (waiters are gone: forget them). */
+int asyncio__sync_check(asyncio__sync_t *s);
+/* Binds to the running loop for a wait: 0, ASYNCIO_ENOTASK, -EINVAL (another loop). */
+int asyncio__sync_bind(asyncio__sync_t *s);
+void asyncio__sync_unbind(asyncio__sync_t *s);
+void asyncio__waitq_push(asyncio__waitq_t *q, asyncio__waiter_t *w);
+void asyncio__waitq_remove(asyncio__waitq_t *q, asyncio__waiter_t *w);
+/* Suspends on w (pushed by the caller): 0 when woken, -ECANCELED. */
+int asyncio__waiter_wait(asyncio__sync_t *s, asyncio__waiter_t *w);
+/* Completes a pending waiter (its task is queued). */
+void asyncio__waiter_wake(asyncio__waiter_t *w);
+static inline bool asyncio__waiter_done(const asyncio__waiter_t *w) {
+  return w->f.state != FUT_PENDING;
+}
+static inline bool asyncio__waiter_cancelled(const asyncio__waiter_t *w) {
+  return w->f.state == FUT_CANCELLED;
+}
+
+/* selector_events.c: closes the transports and servers still open, at loop close */
+void asyncio__selector_events_close(asyncio_loop_t *loop);
 
 #endif

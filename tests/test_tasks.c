@@ -1358,3 +1358,115 @@ TEST(task_print_tasks_lists_pending) {
   assert_ok(asyncio_task_free(c));
   assert_ok(asyncio_loop_close(loop));
 }
+
+/* ---- stack at creation; debug-mode stepping ------------------------------------ */
+
+static int create_huge_stack_task(void *arg) {
+  asyncio_task_options_t o = {0};
+  o.stack_size = (size_t)(uintptr_t)arg;
+  asyncio_task_t *t = (asyncio_task_t *)1;
+  int rc = asyncio_create_task(&t, return_arg, NULL, &o);
+  if (t != NULL) return -1000; /* *out must be cleared on failure */
+  return rc;
+}
+
+/*
+ * A stack that cannot be mapped fails create_task itself with -ENOMEM (Python
+ * raises MemoryError from create_task), never later as the task's outcome:
+ * nothing is scheduled, no task is listed, nothing leaks.  1 PiB is beyond
+ * any x86_64 or aarch64 user address space, so mmap refuses it; 2^62 is
+ * refused before mmap; a loop whose default stack is 1 PiB fails through the
+ * reservation path.
+ */
+TEST(task_create_fails_when_stack_cannot_be_mapped) {
+  asyncio_loop_t *loop = harness_virtual_loop();
+  asyncio_task_options_t o = {0};
+  asyncio_task_t *t = (asyncio_task_t *)1;
+  o.stack_size = (size_t)1 << 50;
+  assert_rc(asyncio_loop_create_task(loop, &t, return_arg, NULL, &o), -ENOMEM);
+  assert_null(t);
+  o.stack_size = (size_t)1 << 62;
+  assert_rc(asyncio_loop_create_task(loop, &t, return_arg, NULL, &o), -ENOMEM);
+  assert_null(t);
+  assert_int_equal(asyncio_all_tasks(loop, NULL, 0), 0);
+  /* From inside a running task: asyncio_create_task reports it the same way. */
+  asyncio_task_t *outer;
+  assert_ok(asyncio_loop_create_task(loop, &outer, create_huge_stack_task,
+                                     (void *)(uintptr_t)((size_t)1 << 50), NULL));
+  assert_rc(asyncio_loop_run_until_complete(loop, outer, NULL), -ENOMEM);
+  assert_ok(asyncio_task_free(outer));
+  assert_int_equal(asyncio_all_tasks(loop, NULL, 0), 0);
+  assert_ok(asyncio_loop_close(loop));
+
+  asyncio_loop_options_t lo = {0};
+  lo.clock = ASYNCIO_CLOCK_VIRTUAL;
+  lo.stack_size = (size_t)1 << 50;
+  assert_ok(asyncio_loop_new(&loop, &lo));
+  assert_rc(asyncio_loop_create_task(loop, &t, return_arg, NULL, NULL), -ENOMEM);
+  assert_null(t);
+  assert_rc(asyncio_loop_create_task(loop, NULL, return_arg, NULL, NULL), -ENOMEM);
+  /* A task that asks for a mappable size still works on that loop. */
+  o.stack_size = 64 * 1024;
+  assert_ok(asyncio_loop_create_task(loop, &t, return_arg, (void *)7, &o));
+  assert_rc(asyncio_loop_run_until_complete(loop, t, NULL), 7);
+  assert_ok(asyncio_task_free(t));
+  assert_ok(asyncio_loop_close(loop));
+}
+
+/* Busy for `arg` milliseconds of wall time, yielding in between, three times. */
+static int spin_steps(void *arg) {
+  double ms = (double)(uintptr_t)arg;
+  for (int i = 0; i < 3; i++) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    do clock_gettime(CLOCK_MONOTONIC, &b);
+    while ((double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) * 1e-6 < ms);
+    int rc = asyncio_sleep(0);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/*
+ * Debug mode times each step on its own: a task that yields goes back to the
+ * loop instead of handing the processor straight to the next ready task, so
+ * one slow-callback measurement never covers several tasks' steps.  Twenty
+ * tasks whose steps take 10 ms, with a 150 ms threshold: a chain of hand-offs
+ * (up to 20 steps, 200 ms, in one measurement) would be reported; steps timed
+ * one by one never are.
+ */
+TEST(task_debug_mode_times_each_step_alone) {
+  asyncio_loop_options_t lo = {0};
+  lo.debug = 1;
+  lo.slow_callback_duration = 0.15;
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, &lo));
+  enum { N = 20 };
+  asyncio_task_t *ts[N];
+  for (int i = 0; i < N; i++)
+    assert_ok(asyncio_loop_create_task(loop, &ts[i], spin_steps, (void *)(uintptr_t)10, NULL));
+  /* The reports go to stderr: capture it in a temporary file. */
+  fflush(stderr);
+  FILE *cap = tmpfile();
+  assert_non_null(cap);
+  int saved = dup(2);
+  assert_true(saved >= 0);
+  assert_true(dup2(fileno(cap), 2) == 2);
+  int rcs[N];
+  for (int i = 0; i < N; i++) rcs[i] = asyncio_loop_run_until_complete(loop, ts[i], NULL);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char text[4096] = {0};
+  rewind(cap);
+  size_t len = fread(text, 1, sizeof text - 1, cap);
+  fclose(cap);
+  text[len] = 0;
+  fprintf(stderr, "%s", text);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(rcs[i], 0);
+    assert_ok(asyncio_task_free(ts[i]));
+  }
+  assert_null(strstr(text, "took"));
+  assert_ok(asyncio_loop_close(loop));
+}

@@ -2,7 +2,8 @@
  * coro/coro.c - preparing and switching execution contexts.
  *
  * The fast path is the assembly switch (switch_<arch>.S): six pushes, two
- * moves, six pops and a return on x86_64.  The ucontext fallback serves other
+ * moves, six pops and a return on x86_64; a fresh context is entered with a
+ * call (asyncio__coro_start_asm) so that calls and returns stay paired.  The ucontext fallback serves other
  * architectures; swapcontext costs a sigprocmask system call per switch.
  * Sanitizer hooks compile to nothing in normal builds.
  */
@@ -113,6 +114,25 @@ void asyncio__coro_switch(asyncio__coro_t *from, asyncio__coro_t *to) {
 #ifdef HAVE_ASAN
   __sanitizer_finish_switch_fiber(from->asan_fake_stack, NULL, NULL);
 #endif
+}
+#endif
+
+#ifndef ASYNCIO__CORO_SWITCH_INLINE
+/* The first function of a context started without the assembly entry. */
+static void start_entry(void *p) {
+  asyncio__coro_t *self = p;
+  asyncio__coro_started(self, self->start_from);
+  asyncio__coro_t *to = self->start_fn(self->start_arg);
+  asyncio__coro_exit(self, to);
+}
+
+void asyncio__coro_start(asyncio__coro_t *from, asyncio__coro_t *self, asyncio__stack_t *s,
+                         asyncio__coro_entry_fn entry, void *arg) {
+  self->start_fn = entry;
+  self->start_arg = arg;
+  self->start_from = from;
+  asyncio__coro_init(self, s, start_entry, self);
+  asyncio__coro_switch(from, self);
 }
 #endif
 

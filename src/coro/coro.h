@@ -39,7 +39,19 @@ typedef struct asyncio__coro {
   size_t stack_size;
   void *tsan_fiber;
 #endif
+#if defined(ASYNCIO__CORO_SAN) || defined(ASYNCIO_CORO_UCONTEXT)
+  /* asyncio__coro_start without the assembly entry: what to run first */
+  struct asyncio__coro *(*start_fn)(void *arg);
+  void *start_arg;
+  struct asyncio__coro *start_from;
+#endif
 } asyncio__coro_t;
+
+/*
+ * The function a context started by asyncio__coro_start runs.  It returns the
+ * context to resume for good: its own stack is abandoned, never unwound.
+ */
+typedef asyncio__coro_t *(*asyncio__coro_entry_fn)(void *arg);
 
 /*
  * Stacks.  A stack is mapped with MAP_NORESERVE, so only touched pages cost
@@ -64,15 +76,52 @@ typedef struct asyncio__slab {
   size_t map_size;
 } asyncio__slab_t;
 
+/*
+ * Invariant: nfree + nslab_free >= reserved, so every reservation can be
+ * taken without mapping anything.
+ */
 typedef struct asyncio__stack_pool {
   asyncio__stack_t *free;   /* all the same size: the loop default */
   size_t nfree;
   asyncio__slab_t *slabs;
   asyncio__stack_t *slab_free; /* unguarded slots of the default size */
+  size_t nslab_free;
+  size_t reserved;          /* stacks promised to tasks that have not started */
 } asyncio__stack_pool_t;
 
 /* Returns a stack with at least `size` usable bytes, or NULL (ENOMEM). */
 asyncio__stack_t *asyncio__stack_get(asyncio__stack_pool_t *pool, size_t size, size_t dflt);
+/*
+ * Promises one stack of the default size `dflt`, mapping it now if the pool
+ * has none to spare: 0, or -ENOMEM with nothing promised.  Creating a task
+ * reserves its stack, so that a task that exists can always start, while the
+ * stack itself is taken only at the first step: the one most recently given
+ * back, still warm in the cache.
+ */
+int asyncio__stack_reserve_slow(asyncio__stack_pool_t *pool, size_t dflt);
+static inline int asyncio__stack_reserve(asyncio__stack_pool_t *pool, size_t dflt) {
+  if (pool->nfree + pool->nslab_free > pool->reserved) {
+    pool->reserved++;
+    return 0;
+  }
+  return asyncio__stack_reserve_slow(pool, dflt);
+}
+/* Takes a reserved stack (the most recently returned); cannot fail. */
+static inline asyncio__stack_t *asyncio__stack_take(asyncio__stack_pool_t *pool) {
+  asyncio__stack_t *s;
+  pool->reserved--;
+  if ((s = pool->free) != NULL) {
+    pool->free = s->next;
+    pool->nfree--;
+  } else {
+    s = pool->slab_free;
+    pool->slab_free = s->next;
+    pool->nslab_free--;
+  }
+  return s;
+}
+/* Gives a reservation back untaken. */
+void asyncio__stack_unreserve(asyncio__stack_pool_t *pool);
 void asyncio__stack_put(asyncio__stack_pool_t *pool, asyncio__stack_t *s, size_t dflt);
 void asyncio__stack_pool_drain(asyncio__stack_pool_t *pool);
 /* 0 if the canary at the bottom of the stack is intact. */
@@ -98,6 +147,32 @@ static inline void asyncio__coro_switch(asyncio__coro_t *from, asyncio__coro_t *
   asyncio__coro_switch_asm(&from->sp, to->sp);
 }
 #define ASYNCIO__CORO_SWITCH_INLINE 1
+#endif
+
+/*
+ * Saves the current context into `from` and starts `self` on stack s, running
+ * entry(arg); returns when some context switches back to `from`.  When entry
+ * returns context c, c is resumed and s is abandoned (as asyncio__coro_exit).
+ *
+ * The assembly version enters with a call and leaves through that call's
+ * return, so a context that runs to completion without switching away keeps
+ * calls and returns paired and the return-address predictor right (a first
+ * switch that "returns" into a trampoline mispredicts, and so does every
+ * return after it).  Other builds use asyncio__coro_init and a switch.
+ */
+#ifdef ASYNCIO__CORO_SWITCH_INLINE
+void asyncio__coro_start_asm(void **save_sp, void *stack_top, asyncio__coro_entry_fn entry,
+                             void *arg);
+static inline void asyncio__coro_start(asyncio__coro_t *from, asyncio__coro_t *self,
+                                       asyncio__stack_t *s, asyncio__coro_entry_fn entry,
+                                       void *arg) {
+  (void)self;
+  /* The descriptor sits at the top of the stack, 64-byte aligned. */
+  asyncio__coro_start_asm(&from->sp, (void *)s, entry, arg);
+}
+#else
+void asyncio__coro_start(asyncio__coro_t *from, asyncio__coro_t *self, asyncio__stack_t *s,
+                         asyncio__coro_entry_fn entry, void *arg);
 #endif
 /* As switch, but `from` never resumes (its stack is about to be recycled). */
 __attribute__((noreturn)) void asyncio__coro_exit(asyncio__coro_t *from, asyncio__coro_t *to);

@@ -15,7 +15,9 @@
  *    no resident memory); the task layer checks them at every switch away from
  *    the task and aborts with the task's name when they changed.
  *  - Stacks of the loop's default size are pooled per loop and reused; other
- *    sizes are unmapped when their task ends.
+ *    sizes are unmapped when their task ends.  A task reserves its stack when
+ *    it is created (so creation reports ENOMEM, not the first step) and
+ *    takes one only when it starts: the most recently returned, warm one.
  */
 #include "coro.h"
 
@@ -120,6 +122,7 @@ static int grow_slab(asyncio__stack_pool_t *pool, size_t size) {
     s->next = pool->slab_free;
     pool->slab_free = s;
   }
+  pool->nslab_free += SLAB_SLOTS;
   return 0;
 }
 
@@ -129,23 +132,46 @@ static void unmap_stack(asyncio__stack_t *s) {
   munmap(s->map, s->map_size);
 }
 
+/* Pops a pooled stack of the default size: guarded ones first. */
+static asyncio__stack_t *pool_pop(asyncio__stack_pool_t *pool) {
+  asyncio__stack_t *s = pool->free;
+  if (s) {
+    pool->free = s->next;
+    pool->nfree--;
+    return s;
+  }
+  s = pool->slab_free;
+  pool->slab_free = s->next;
+  pool->nslab_free--;
+  return s;
+}
+
+/* Adds one stack of the default size to the pool: 0 or -1 (ENOMEM). */
+static int pool_grow(asyncio__stack_pool_t *pool, size_t dflt) {
+  if (atomic_load(&guarded_live) < guarded_budget) {
+    asyncio__stack_t *s = map_guarded(dflt);
+    if (s) {
+      s->next = pool->free;
+      pool->free = s;
+      pool->nfree++;
+      return 0;
+    }
+  }
+  return grow_slab(pool, dflt);
+}
+
+/* Sizes this large cannot be mapped; refusing them keeps the arithmetic
+ * below from wrapping around into a small mapping. */
+#define STACK_SIZE_MAX (SIZE_MAX / 4)
+
 asyncio__stack_t *asyncio__stack_get(asyncio__stack_pool_t *pool, size_t size, size_t dflt) {
   init_limits();
+  if (size > STACK_SIZE_MAX) return NULL;
   if (size == dflt) {
-    asyncio__stack_t *s = pool->free;
-    if (s) {
-      pool->free = s->next;
-      pool->nfree--;
-      return s;
-    }
-    if (atomic_load(&guarded_live) < guarded_budget) {
-      s = map_guarded(size);
-      if (s) return s;
-    }
-    if (!pool->slab_free && grow_slab(pool, size) != 0) return NULL;
-    s = pool->slab_free;
-    pool->slab_free = s->next;
-    return s;
+    /* Pooled stacks beyond those promised to tasks that have not started. */
+    if (pool->nfree + pool->nslab_free <= pool->reserved && pool_grow(pool, dflt) != 0)
+      return NULL;
+    return pool_pop(pool);
   }
   if (atomic_load(&guarded_live) < guarded_budget) {
     asyncio__stack_t *s = map_guarded(size);
@@ -154,10 +180,32 @@ asyncio__stack_t *asyncio__stack_get(asyncio__stack_pool_t *pool, size_t size, s
   return map_single_unguarded(size);
 }
 
+/* asyncio__stack_reserve when the pool has no stack to spare (coro.h). */
+int asyncio__stack_reserve_slow(asyncio__stack_pool_t *pool, size_t dflt) {
+  init_limits();
+  if (dflt > STACK_SIZE_MAX) return -ENOMEM;
+  if (pool->nfree + pool->nslab_free <= pool->reserved && pool_grow(pool, dflt) != 0)
+    return -ENOMEM;
+  pool->reserved++;
+  return 0;
+}
+
+void asyncio__stack_unreserve(asyncio__stack_pool_t *pool) {
+  pool->reserved--;
+  /* Keep the pool within its bound once the reservations that grew it go. */
+  if (pool->nfree > POOL_MAX && pool->nfree + pool->nslab_free > pool->reserved) {
+    asyncio__stack_t *s = pool->free;
+    pool->free = s->next;
+    pool->nfree--;
+    unmap_stack(s);
+  }
+}
+
 void asyncio__stack_put(asyncio__stack_pool_t *pool, asyncio__stack_t *s, size_t dflt) {
   if (!s->map) { /* slab slot */
     s->next = pool->slab_free;
     pool->slab_free = s;
+    pool->nslab_free++;
     return;
   }
   if (s->size >= dflt && s->size < dflt + page_size && s->guarded && pool->nfree < POOL_MAX) {
@@ -177,6 +225,8 @@ void asyncio__stack_pool_drain(asyncio__stack_pool_t *pool) {
   }
   pool->nfree = 0;
   pool->slab_free = NULL;
+  pool->nslab_free = 0;
+  pool->reserved = 0;
   while (pool->slabs) {
     asyncio__slab_t *slab = pool->slabs;
     pool->slabs = slab->next;

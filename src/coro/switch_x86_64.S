@@ -34,6 +34,45 @@ asyncio__coro_switch_asm:
         .cfi_endproc
         .size   asyncio__coro_switch_asm, .-asyncio__coro_switch_asm
 
+/*
+ *   void asyncio__coro_start_asm(void **save_sp, void *stack_top,
+ *                                asyncio__coro_t *(*entry)(void *), void *arg)
+ *
+ * Saves the current context as the switch does, moves to stack_top (16-byte
+ * aligned) and calls entry(arg) there with rbp = 0, which ends frame-pointer
+ * walks.  When entry returns a context, that context's saved registers are
+ * popped and its switch returns: if entry never switched away, that is the
+ * context saved here and the return pairs with the call of this function.
+ */
+        .globl  asyncio__coro_start_asm
+        .hidden asyncio__coro_start_asm
+        .type   asyncio__coro_start_asm, @function
+        .p2align 4
+asyncio__coro_start_asm:
+        .cfi_startproc
+        pushq   %rbp
+        pushq   %rbx
+        pushq   %r12
+        pushq   %r13
+        pushq   %r14
+        pushq   %r15
+        movq    %rsp, (%rdi)
+        movq    %rsi, %rsp
+        .cfi_undefined rip
+        xorl    %ebp, %ebp
+        movq    %rcx, %rdi
+        call    *%rdx
+        movq    (%rax), %rsp
+        popq    %r15
+        popq    %r14
+        popq    %r13
+        popq    %r12
+        popq    %rbx
+        popq    %rbp
+        ret
+        .cfi_endproc
+        .size   asyncio__coro_start_asm, .-asyncio__coro_start_asm
+
         .globl  asyncio__coro_trampoline
         .hidden asyncio__coro_trampoline
         .type   asyncio__coro_trampoline, @function
