@@ -5,7 +5,8 @@
 #
 # The program must exit 0, write nothing to stderr, and print exactly the
 # expected text.  With NORMALIZE=1 every decimal number in its output (the
-# timings, loop and wall-clock times) becomes <float> first, so the check
+# timings, loop and wall-clock times) becomes <float>, and every HH:MM:SS
+# time of day <time>, first, so the check
 # is exact but independent of timing; the expected file is written that way.
 foreach(var EXE EXPECTED)
   if(NOT DEFINED ${var})
@@ -21,6 +22,8 @@ execute_process(COMMAND ${EXE} ${args}
 
 if(NORMALIZE)
   string(REGEX REPLACE "[0-9]+\\.[0-9]+" "<float>" out "${out}")
+  # wall-clock times of day, time.strftime("%X")
+  string(REGEX REPLACE "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]" "<time>" out "${out}")
 endif()
 file(READ ${EXPECTED} expected)
 

@@ -16,5 +16,7 @@
 #include "asyncio/futures.h"
 #include "asyncio/tasks.h"
 #include "asyncio/runners.h"
+#include "asyncio/timeouts.h"
+#include "asyncio/taskgroups.h"
 
 #endif

@@ -156,7 +156,7 @@ typedef struct asyncio__task {
 } asyncio__task_t;
 
 #define TASK(fut) ((asyncio__task_t *)(fut))
-#define TASK_FREE_MAX 4096
+#define TASK_FREE_MAX 16384
 
 /* ---- the loop ------------------------------------------------------------- */
 

@@ -118,6 +118,167 @@ int asyncio_sleep(double delay);
  */
 int asyncio_print_tasks(asyncio_loop_t *loop, void *out);
 
+/* ==== combinators: gather, shield, wait, as_completed (src/gather.c, src/wait.c) ==== */
+
+/* A coroutine call for asyncio_gather_coros: fn(arg), wrapped in a task. */
+typedef struct asyncio_coro_call {
+  asyncio_coro_fn fn;
+  void *arg;
+} asyncio_coro_call_t;
+
+/* Options for gather; NULL means Python's defaults. */
+typedef struct asyncio_gather_options {
+  /*
+   * false (default): the first child error (a child cancelled on its own
+   * counts as -ECANCELED) is the gather's outcome at once; the other children
+   * keep running and are not cancelled.  true: errors are collected per
+   * child and the gather completes when every child has.
+   */
+  bool return_exceptions;
+  /* asyncio_gather_coros only: options for every task it creates (NULL = defaults). */
+  const asyncio_task_options_t *task_options;
+} asyncio_gather_options_t;
+
+/*
+ * asyncio.gather(*futs, return_exceptions=...): returns in *out a gathering
+ * future that completes when the children do.  Does not suspend: await the
+ * gather with asyncio_await.  Its outcome: the number of children that failed
+ * (>= 0; always 0 without return_exceptions), or without return_exceptions the
+ * first child error; -ECANCELED if the gather was cancelled, even when every
+ * child swallowed the cancellation.  Cancelling the gather (or a task awaiting
+ * it) cancels every child still pending.  Per-child outcomes, in input order:
+ * asyncio_gather_result.  Zero children: the gather is done at once with 0.
+ * All futures must belong to one loop; with n == 0 the running loop is used.
+ * Ownership: the caller gets one reference to the gather (asyncio_future_free);
+ * the gather holds a reference to each child until it is freed, and each child
+ * not yet done holds one to the gather.  The caller keeps its own references
+ * to the children.  A future listed twice is two entries.
+ * Returns 0, -EINVAL (NULL argument or child, futures of different loops),
+ * ASYNCIO_ENOLOOP, ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD, -ENOMEM.
+ */
+int asyncio_gather(asyncio_future_t **out, asyncio_future_t *const *futs, size_t n,
+                   const asyncio_gather_options_t *options);
+
+/*
+ * asyncio.gather(coro(), ...): as asyncio_gather over n tasks it creates on the
+ * running loop, one per calls[i], in order.  The gather owns those tasks
+ * (asyncio_gather_child borrows them).  If it fails, the tasks already created
+ * are cancelled before they ever run.  Does not suspend.  Returns as
+ * asyncio_gather, and -EINVAL when a call has no fn.
+ */
+int asyncio_gather_coros(asyncio_future_t **out, const asyncio_coro_call_t *calls, size_t n,
+                         const asyncio_gather_options_t *options);
+
+/* True if the future is a gathering future (from asyncio_gather*). */
+bool asyncio_future_is_gather(const asyncio_future_t *future);
+
+/* The number of children of a gather, or -EINVAL if it is not one. */
+ssize_t asyncio_gather_size(const asyncio_future_t *gather);
+
+/* The i-th child of a gather (borrowed: valid while the gather is), or NULL. */
+asyncio_future_t *asyncio_gather_child(const asyncio_future_t *gather, size_t i);
+
+/*
+ * The i-th child's outcome, as asyncio_future_result on it (the Python result
+ * list's i-th item): its result (>= 0, pointer in *value), its error,
+ * -ECANCELED if it was cancelled, ASYNCIO_EINVALIDSTATE while it is pending,
+ * -EINVAL if `gather` is not a gather or i is out of range.  Does not suspend.
+ */
+int asyncio_gather_result(asyncio_future_t *gather, size_t i, void **value);
+
+/*
+ * asyncio.shield(inner): returns in *out an outer future that takes inner's
+ * outcome when inner completes.  Cancelling the outer (or a task awaiting it)
+ * leaves inner running; its outcome stays readable from inner.  If inner is
+ * already done, *out is inner itself.  Does not suspend.  Ownership: the
+ * caller gets one reference to *out; the shield keeps both futures alive
+ * until inner is done or the outer is.  Returns 0, -EINVAL, ASYNCIO_ECLOSED,
+ * ASYNCIO_EWRONGTHREAD, -ENOMEM.
+ */
+int asyncio_shield(asyncio_future_t **out, asyncio_future_t *inner);
+
+/* "No time limit" (Python's timeout=None); the same definition as timeouts.h. */
+#include <math.h>
+#ifndef ASYNCIO_NO_TIMEOUT
+#define ASYNCIO_NO_TIMEOUT ((double)INFINITY)
+#endif
+
+/* asyncio.FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED (return_when of asyncio_wait). */
+enum {
+  ASYNCIO_ALL_COMPLETED = 0,
+  ASYNCIO_FIRST_COMPLETED = 1,
+  ASYNCIO_FIRST_EXCEPTION = 2,
+};
+
+/*
+ * asyncio.wait(futs, timeout=..., return_when=...): suspends the calling task
+ * until return_when is met (ALL_COMPLETED: every future is done;
+ * FIRST_COMPLETED: any is; FIRST_EXCEPTION: any finishes with an error, not
+ * a cancellation, or all are done) or `timeout` seconds pass (ASYNCIO_NO_TIMEOUT:
+ * no limit, Python's None; <= 0: one loop iteration).  Nothing is cancelled,
+ * not even on timeout.  If `done` is non-NULL, done[i] tells whether futs[i]
+ * is done (Python's done set; the others are the pending set).  Returns the
+ * number of futures done (0 when the timeout came first), -ECANCELED if the
+ * calling task was cancelled (the futures keep running), -EINVAL (no futures:
+ * Python's ValueError; NULL future, another loop's future, the calling task
+ * itself, bad return_when, NaN timeout), ASYNCIO_ENOTASK, -ENOMEM.  A
+ * suspension point.  Borrows the futures.
+ */
+int asyncio_wait(asyncio_future_t *const *futs, size_t n, double timeout, int return_when,
+                 bool *done);
+
+/*
+ * asyncio.as_completed(futs, timeout=...): an iterator over the futures in
+ * the order they complete.  Two ways to use it, both suspension points:
+ *  - asyncio_as_completed_next (3.13's `async for t in as_completed(...)`)
+ *    hands back the original future;
+ *  - asyncio_as_completed_next_result (`for f in as_completed(...): await f`)
+ *    returns the next one's outcome.
+ * With a finite `timeout` (seconds from creation; ASYNCIO_NO_TIMEOUT: none), once it
+ * expires each remaining next returns -ETIMEDOUT, after the futures that had
+ * completed before it; the futures still pending keep running.
+ */
+typedef struct asyncio_as_completed asyncio_as_completed_t;
+
+/*
+ * Creates the iterator and starts watching the futures (all of one loop; n
+ * may be 0).  Does not suspend.  The iterator takes a reference to each
+ * future until it is freed; free it with asyncio_as_completed_free.  A
+ * future listed twice is handed out twice.  Returns 0, -EINVAL (NULL
+ * argument or future, futures of different loops, NaN timeout),
+ * ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD, -ENOMEM.
+ */
+int asyncio_as_completed_new(asyncio_as_completed_t **out, asyncio_future_t *const *futs,
+                             size_t n, double timeout);
+
+/*
+ * Suspends until the next future completes and stores it in *next (borrowed:
+ * valid while the iterator is).  Returns 1; 0 with *next = NULL when every
+ * future has been handed out (StopAsyncIteration: does not suspend);
+ * -ETIMEDOUT when the timeout expired (counts as one item); -ECANCELED if the
+ * calling task was cancelled (nothing consumed); -EBUSY if another task waits
+ * in next; -EINVAL, ASYNCIO_ENOTASK, -ENOMEM.
+ */
+int asyncio_as_completed_next(asyncio_as_completed_t *it, asyncio_future_t **next);
+
+/*
+ * As asyncio_as_completed_next, then returns the future's outcome as
+ * asyncio_future_result would (result >= 0 with *value, or its error).  Once
+ * every item has been handed out it returns ASYNCIO_EINVALIDSTATE (Python
+ * stops the for loop): loop asyncio_as_completed_remaining() times.
+ */
+int asyncio_as_completed_next_result(asyncio_as_completed_t *it, void **value);
+
+/* How many more items next will hand out (Python's _todo_left), or -EINVAL. */
+ssize_t asyncio_as_completed_remaining(const asyncio_as_completed_t *it);
+
+/*
+ * Stops watching and drops the iterator's references.  Futures are not
+ * cancelled.  Returns 0, -EINVAL, -EBUSY (a task waits in next; nothing is
+ * freed), ASYNCIO_EWRONGTHREAD.
+ */
+int asyncio_as_completed_free(asyncio_as_completed_t *it);
+
 #ifdef __cplusplus
 }
 #endif
