@@ -18,5 +18,7 @@
 #include "asyncio/runners.h"
 #include "asyncio/timeouts.h"
 #include "asyncio/taskgroups.h"
+#include "asyncio/locks.h"
+#include "asyncio/queues.h"
 
 #endif
