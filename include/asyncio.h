@@ -18,6 +18,7 @@
 #include "asyncio/runners.h"
 #include "asyncio/timeouts.h"
 #include "asyncio/taskgroups.h"
+#include "asyncio/asyncgen.h"
 #include "asyncio/locks.h"
 #include "asyncio/queues.h"
 

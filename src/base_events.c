@@ -299,6 +299,8 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
     asyncio__loop_report(loop, "Task was destroyed but it is pending!", 0, NULL, &t->f);
     asyncio__task_destroy_pending(t);
   }
+  /* Async generators still open are detached; their stacks go back now. */
+  asyncio__asyncgen_loop_close(loop);
   for (uint32_t i = 0; i < loop->heap_n; i++) asyncio__handle_release(loop, loop->heap[i].h);
   loop->heap_n = 0;
   asyncio__free(loop->heap, loop->heap_cap * sizeof *loop->heap);

@@ -129,6 +129,7 @@ ASYNCIO_API int asyncio_runner_close(asyncio_runner_t *r) {
   if (r->loop && r->loop->running) return ASYNCIO_ERUNNING;
   if (r->loop) {
     asyncio__task_cancel_all(r->loop);
+    asyncio__asyncgen_shutdown(r->loop); /* loop.shutdown_asyncgens() */
     asyncio_loop_close(r->loop);
     r->loop = NULL;
   }

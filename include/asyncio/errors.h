@@ -41,7 +41,21 @@ extern "C" {
   XX(GAI, 15, "address resolution failed", "socket.gaierror")                           \
   XX(STACKOVERFLOW, 16, "task stack overflow", "RecursionError")                        \
   XX(SENDFILENOTAVAILABLE, 17, "sendfile is not available for this transport",         \
-     "asyncio.SendfileNotAvailableError")
+     "asyncio.SendfileNotAvailableError")                                               \
+  XX(GAI_NONAME, 18, "name or service not known", "socket.gaierror")                    \
+  XX(GAI_AGAIN, 19, "temporary failure in name resolution", "socket.gaierror")          \
+  XX(GAI_FAIL, 20, "non-recoverable failure in name resolution", "socket.gaierror")     \
+  XX(GAI_SERVICE, 21, "service not supported for the socket type", "socket.gaierror")   \
+  XX(GAI_FAMILY, 22, "address family not supported", "socket.gaierror")                 \
+  XX(GAI_SOCKTYPE, 23, "socket type not supported", "socket.gaierror")                  \
+  XX(GAI_BADFLAGS, 24, "bad value for resolver flags", "socket.gaierror")               \
+  XX(GAI_NODATA, 25, "no address associated with the host name", "socket.gaierror")     \
+  XX(GAI_ADDRFAMILY, 26, "host has no address in the requested family",                \
+     "socket.gaierror")                                                                 \
+  XX(GAI_OVERFLOW, 27, "argument buffer overflow", "socket.gaierror")                  \
+  XX(GENERATOREXIT, 28, "asynchronous generator is being closed", "GeneratorExit")       \
+  XX(ASYNCGENRUNNING, 29, "asynchronous generator is already running", "RuntimeError")   \
+  XX(ASYNCGENIGNOREDEXIT, 30, "async generator ignored GeneratorExit", "RuntimeError")
 
 enum {
 #define ASYNCIO__ERR_ENUM(name, off, msg, py) ASYNCIO_E##name = ASYNCIO_ERR_BASE - (off),
