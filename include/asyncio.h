@@ -21,5 +21,8 @@
 #include "asyncio/asyncgen.h"
 #include "asyncio/locks.h"
 #include "asyncio/queues.h"
+#include "asyncio/threads.h"
+#include "asyncio/dns.h"
+#include "asyncio/sockets.h"
 
 #endif

@@ -278,6 +278,8 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   if (loop->running) return ASYNCIO_ERUNNING;
   if (loop->closed) return 0;
   loop->closed = 1;
+  /* Thread work first: blocks until this loop's running jobs are done. */
+  asyncio__threads_loop_close(loop);
   /* Queued callbacks are dropped; done callbacks hold future references. */
   while (loop->ready_head) {
     asyncio__handle_t *h = loop->ready_head;

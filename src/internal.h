@@ -316,6 +316,14 @@ int asyncio__loop_ts_push(asyncio_loop_t *loop, asyncio__ts_node_t *n);
 void asyncio__threads_loop_close(asyncio_loop_t *loop);
 /* threads.c: a future for shutdown_default_executor (the runner's close), or NULL. */
 int asyncio__threads_shutdown_default(asyncio_loop_t *loop, asyncio_future_t **out);
+/*
+ * threads.c: run_in_executor for the library's own jobs; abandon(arg, rc,
+ * value) is called on the loop thread when the outcome will not be delivered
+ * (future cancelled, job dropped, loop closed), so arg can be freed.
+ */
+int asyncio__run_in_executor(asyncio_loop_t *loop, asyncio_executor_t *ex, asyncio_thread_fn fn,
+                             void *arg, void (*abandon)(void *arg, int rc, void *value),
+                             asyncio_future_t **out);
 
 /* futures.c */
 void asyncio__future_init(asyncio_future_t *f, asyncio_loop_t *loop);

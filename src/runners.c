@@ -130,6 +130,12 @@ ASYNCIO_API int asyncio_runner_close(asyncio_runner_t *r) {
   if (r->loop) {
     asyncio__task_cancel_all(r->loop);
     asyncio__asyncgen_shutdown(r->loop); /* loop.shutdown_asyncgens() */
+    /* loop.shutdown_default_executor(): the workers finish their jobs. */
+    asyncio_future_t *ex_done = NULL;
+    if (asyncio__threads_shutdown_default(r->loop, &ex_done) == 0 && ex_done) {
+      asyncio_loop_run_until_complete(r->loop, ex_done, NULL);
+      asyncio__future_unref(ex_done);
+    }
     asyncio_loop_close(r->loop);
     r->loop = NULL;
   }

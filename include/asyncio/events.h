@@ -107,7 +107,9 @@ int asyncio_loop_new(asyncio_loop_t **out, const asyncio_loop_options_t *options
  * pending!".  Returns 0, ASYNCIO_ERUNNING if the loop is running (nothing is
  * done), -EINVAL for NULL.  The loop's memory stays valid (closed) until the
  * last future or task of the loop is freed; after that the loop pointer and
- * its handles must not be used.
+ * its handles must not be used.  Thread work (asyncio/threads.h): jobs still
+ * queued are dropped, and close blocks until the loop's running thread
+ * functions have returned, then joins the default executor's threads.
  */
 int asyncio_loop_close(asyncio_loop_t *loop);
 

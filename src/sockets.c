@@ -1,0 +1,316 @@
+/*
+ * sockets.c - the loop's low-level socket calls (Python: the sock_* methods
+ * of asyncio.selector_events.BaseSelectorEventLoop, sock_sendfile and its
+ * fallback from asyncio.base_events, and the sendfile(2) path of
+ * asyncio.unix_events).
+ *
+ * Every call follows one pattern: try the system call; on EAGAIN watch the
+ * descriptor in one direction and suspend; retry when it is ready.  The wait
+ * awaits a future that lives on the caller's stack and is never counted as a
+ * loop object, so a wait allocates nothing (the loop's per-descriptor watch
+ * is allocated once per descriptor number).  The readiness callback only
+ * completes that future; the task then removes the watcher itself, whether it
+ * woke because of readiness or because it was cancelled, so no watcher ever
+ * outlives the call.  If the loop is closed while the task waits, close
+ * unhooks the task from the future and drops the watch with the rest.
+ *
+ * Invariant: at most one sock_* wait per descriptor and direction, and none
+ * while anyone else watches it (-EBUSY): the loop holds one callback per
+ * descriptor and direction, and replacing it would strand the first waiter.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define FALLBACK_BLOCK ((size_t)256 * 1024) /* base_events: min(count, 256 KiB) */
+#define SENDFILE_CHUNK ((size_t)0x40000000)  /* per sendfile(2) call when count is 0 */
+
+static asyncio_loop_t *task_loop(void) {
+  asyncio_loop_t *loop = asyncio__running_loop;
+  return loop && loop->current ? loop : NULL;
+}
+
+/* -EBADF, -EINVAL (blocking), or 0. */
+static int check_nonblocking(int fd) {
+  if (fd < 0) return -EBADF;
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return -errno;
+  return (fl & O_NONBLOCK) ? 0 : -EINVAL;
+}
+
+static void io_wake(int fd, void *arg) {
+  (void)fd;
+  asyncio_future_t *f = arg;
+  if (f->state == FUT_PENDING) asyncio__future_complete(f, FUT_FINISHED, 0, NULL, NULL);
+}
+
+/*
+ * Suspends until fd is readable (or writable).  Returns 0, -ECANCELED,
+ * -EBUSY (already watched in that direction) or add_reader's errors.
+ */
+static int wait_fd(asyncio_loop_t *loop, int fd, int write_side) {
+  uint32_t bit = write_side ? ASYNCIO__EV_WRITE : ASYNCIO__EV_READ;
+  if (fd < loop->nwatches && loop->watches[fd] && (loop->watches[fd]->registered & bit))
+    return -EBUSY;
+  struct asyncio_future f;
+  memset(&f, 0, sizeof f);
+  f.refcnt = 1; /* ours: never reaches zero, so it is never freed */
+  f.loop = loop;
+  int rc = write_side ? asyncio_loop_add_writer(loop, fd, io_wake, &f)
+                      : asyncio_loop_add_reader(loop, fd, io_wake, &f);
+  if (rc) return rc;
+  rc = asyncio_await(&f, NULL);
+  if (write_side)
+    asyncio_loop_remove_writer(loop, fd);
+  else
+    asyncio_loop_remove_reader(loop, fd);
+  asyncio__strfree(f.msg); /* a cancellation message */
+  asyncio__free(f.cbs, f.capcbs * sizeof *f.cbs);
+  return rc < 0 ? rc : 0;
+}
+
+static int would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+
+/* Checks shared by every call: in a task, a non-blocking descriptor. */
+#define PROLOGUE(fd)                          \
+  asyncio_loop_t *loop = task_loop();         \
+  if (!loop) return ASYNCIO_ENOTASK;          \
+  do {                                        \
+    int prc__ = check_nonblocking(fd);        \
+    if (prc__) return prc__;                  \
+  } while (0)
+
+ASYNCIO_API ssize_t asyncio_sock_recv(int fd, void *buf, size_t n) {
+  PROLOGUE(fd);
+  if (!buf && n) return -EINVAL;
+  for (;;) {
+    ssize_t r = recv(fd, buf, n, 0);
+    if (r >= 0) return r;
+    if (errno == EINTR) continue;
+    if (!would_block(errno)) return -errno;
+    int rc = wait_fd(loop, fd, 0);
+    if (rc) return rc;
+  }
+}
+
+ASYNCIO_API ssize_t asyncio_sock_recvfrom(int fd, void *buf, size_t n, struct sockaddr *addr,
+                                          socklen_t *addrlen) {
+  PROLOGUE(fd);
+  if ((!buf && n) || (addr && !addrlen)) return -EINVAL;
+  for (;;) {
+    socklen_t len = addr ? *addrlen : 0;
+    ssize_t r = recvfrom(fd, buf, n, 0, addr, addr ? &len : NULL);
+    if (r >= 0) {
+      if (addr) *addrlen = len;
+      return r;
+    }
+    if (errno == EINTR) continue;
+    if (!would_block(errno)) return -errno;
+    int rc = wait_fd(loop, fd, 0);
+    if (rc) return rc;
+  }
+}
+
+ASYNCIO_API int asyncio_sock_sendall(int fd, const void *buf, size_t n, size_t *sent) {
+  if (sent) *sent = 0;
+  PROLOGUE(fd);
+  if (!buf && n) return -EINVAL;
+  const char *p = buf;
+  size_t pos = 0;
+  int rc = 0;
+  while (pos < n) {
+    ssize_t w = send(fd, p + pos, n - pos, MSG_NOSIGNAL);
+    if (w >= 0) {
+      pos += (size_t)w;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (!would_block(errno)) {
+      rc = -errno;
+      break;
+    }
+    rc = wait_fd(loop, fd, 1);
+    if (rc) break;
+  }
+  if (sent) *sent = pos;
+  return rc;
+}
+
+ASYNCIO_API ssize_t asyncio_sock_sendto(int fd, const void *buf, size_t n,
+                                        const struct sockaddr *addr, socklen_t addrlen) {
+  PROLOGUE(fd);
+  if ((!buf && n) || (!addr && addrlen)) return -EINVAL;
+  for (;;) {
+    ssize_t w = sendto(fd, buf, n, MSG_NOSIGNAL, addr, addrlen);
+    if (w >= 0) return w;
+    if (errno == EINTR) continue;
+    if (!would_block(errno)) return -errno;
+    int rc = wait_fd(loop, fd, 1);
+    if (rc) return rc;
+  }
+}
+
+ASYNCIO_API int asyncio_sock_connect(int fd, const struct sockaddr *addr, socklen_t addrlen) {
+  PROLOGUE(fd);
+  if (!addr || addrlen == 0) return -EINVAL;
+  if (connect(fd, addr, addrlen) == 0) return 0;
+  /* EINTR: the connection goes on in the background (CPython issue 23618). */
+  if (errno != EINPROGRESS && errno != EINTR && !would_block(errno)) return -errno;
+  for (;;) {
+    int rc = wait_fd(loop, fd, 1);
+    if (rc) return rc;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
+    if (err == 0) return 0;
+    if (err != EINPROGRESS && err != EINTR && !would_block(err)) return -err;
+  }
+}
+
+ASYNCIO_API int asyncio_sock_accept(int fd, int *conn_fd, struct sockaddr *addr,
+                                    socklen_t *addrlen) {
+  if (conn_fd) *conn_fd = -1;
+  PROLOGUE(fd);
+  if (!conn_fd || (addr && !addrlen)) return -EINVAL;
+  for (;;) {
+    socklen_t len = addr ? *addrlen : 0;
+    int c = accept4(fd, addr, addr ? &len : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0) {
+      if (addr) *addrlen = len;
+      *conn_fd = c;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (!would_block(errno)) return -errno;
+    int rc = wait_fd(loop, fd, 0);
+    if (rc) return rc;
+  }
+}
+
+/* ---- sendfile ------------------------------------------------------------------ */
+
+/*
+ * unix_events._sock_sendfile_native: sendfile(2) from a regular file.
+ * ASYNCIO_ESENDFILENOTAVAILABLE when it cannot be used and nothing was sent.
+ */
+static int sendfile_native(asyncio_loop_t *loop, int sock, int file_fd, off_t offset,
+                           size_t count, size_t *total) {
+  struct stat st;
+  if (fstat(file_fd, &st) < 0) return -errno;
+  /* Anything but a regular file could block the loop inside sendfile(2). */
+  if (!S_ISREG(st.st_mode)) return ASYNCIO_ESENDFILENOTAVAILABLE;
+  if (offset >= st.st_size) return 0;
+  for (;;) {
+    size_t want = SENDFILE_CHUNK;
+    if (count) {
+      if (*total >= count) return 0;
+      if (count - *total < want) want = count - *total;
+    }
+    off_t off = offset + (off_t)*total;
+    ssize_t w = sendfile(sock, file_fd, &off, want);
+    if (w > 0) {
+      *total += (size_t)w;
+      continue;
+    }
+    if (w == 0) return 0; /* end of file */
+    if (errno == EINTR) continue;
+    if (would_block(errno)) {
+      int rc = wait_fd(loop, sock, 1);
+      if (rc) return rc;
+      continue;
+    }
+    int e = errno;
+    if (*total == 0 && (e == EINVAL || e == ENOSYS || e == EOPNOTSUPP || e == ESPIPE ||
+                        e == EOVERFLOW || e == ENOTSUP))
+      return ASYNCIO_ESENDFILENOTAVAILABLE;
+    return -e;
+  }
+}
+
+typedef struct read_req {
+  int fd;
+  int seekable;
+  off_t off;
+  size_t n;
+  char buf[];
+} read_req_t;
+
+static int read_block(void *arg, void **value) {
+  (void)value;
+  read_req_t *r = arg;
+  ssize_t k;
+  do {
+    k = r->seekable ? pread(r->fd, r->buf, r->n, r->off) : read(r->fd, r->buf, r->n);
+  } while (k < 0 && errno == EINTR);
+  return k < 0 ? -errno : (int)k;
+}
+
+static void read_abandon(void *arg, int rc, void *value) {
+  (void)rc;
+  (void)value;
+  asyncio__free(arg, sizeof(read_req_t) + FALLBACK_BLOCK);
+}
+
+/* base_events._sock_sendfile_fallback: read on the executor, sock_sendall. */
+static int sendfile_fallback(asyncio_loop_t *loop, int sock, int file_fd, off_t offset,
+                             size_t count, int seekable, size_t *total) {
+  if (!seekable && offset != 0) return -ESPIPE;
+  read_req_t *r = asyncio__alloc(sizeof *r + FALLBACK_BLOCK);
+  if (!r) return -ENOMEM;
+  int rc = 0;
+  for (;;) {
+    size_t want = FALLBACK_BLOCK;
+    if (count) {
+      if (*total >= count) break;
+      if (count - *total < want) want = count - *total;
+    }
+    r->fd = file_fd;
+    r->seekable = seekable;
+    r->off = offset + (off_t)*total;
+    r->n = want;
+    asyncio_future_t *f;
+    rc = asyncio__run_in_executor(loop, NULL, read_block, r, read_abandon, &f);
+    if (rc) break;
+    rc = asyncio_await(f, NULL);
+    int delivered = f->state == FUT_FINISHED;
+    asyncio__future_unref(f);
+    if (!delivered) {
+      r = NULL; /* the worker may still write into it: read_abandon frees it */
+      break;
+    }
+    if (rc <= 0) break; /* error, cancelled after delivery, or end of file */
+    size_t part = 0;
+    rc = asyncio_sock_sendall(sock, r->buf, (size_t)rc, &part);
+    *total += part;
+    if (rc) break;
+  }
+  if (r) asyncio__free(r, sizeof *r + FALLBACK_BLOCK);
+  return rc < 0 ? rc : 0;
+}
+
+ASYNCIO_API int asyncio_sock_sendfile(int sock, int file_fd, off_t offset, size_t count,
+                                      size_t *sent, const asyncio_sendfile_options_t *o) {
+  if (sent) *sent = 0;
+  PROLOGUE(sock);
+  if (file_fd < 0) return -EBADF;
+  if (offset < 0) return -EINVAL;
+  if (o && o->no_fallback && o->force_fallback) return -EINVAL;
+  int type = 0;
+  socklen_t tl = sizeof type;
+  if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tl) < 0) return -errno;
+  if (type != SOCK_STREAM) return -EINVAL; /* "only SOCK_STREAM type sockets are supported" */
+  int seekable = lseek(file_fd, 0, SEEK_CUR) >= 0;
+  size_t total = 0;
+  int rc = ASYNCIO_ESENDFILENOTAVAILABLE;
+  if (!(o && o->force_fallback)) rc = sendfile_native(loop, sock, file_fd, offset, count, &total);
+  if (rc == ASYNCIO_ESENDFILENOTAVAILABLE && !(o && o->no_fallback))
+    rc = sendfile_fallback(loop, sock, file_fd, offset, count, seekable, &total);
+  /* As Python: the file position ends after what was sent. */
+  if (total > 0 && seekable) lseek(file_fd, offset + (off_t)total, SEEK_SET);
+  if (sent) *sent = total;
+  return rc;
+}
