@@ -24,5 +24,8 @@
 #include "asyncio/threads.h"
 #include "asyncio/dns.h"
 #include "asyncio/sockets.h"
+#include "asyncio/protocols.h"
+#include "asyncio/transports.h"
+#include "asyncio/servers.h"
 
 #endif

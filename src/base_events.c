@@ -320,6 +320,8 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
     asyncio__free(n, sizeof *n);
     n = next;
   }
+  /* Transports and servers still open are closed silently, before their watches go. */
+  if (loop->net) asyncio__selector_events_close(loop);
   for (int fd = 0; fd < loop->nwatches; fd++)
     if (loop->watches[fd]) asyncio__free(loop->watches[fd], sizeof(asyncio__watch_t));
   asyncio__free(loop->watches, (size_t)loop->nwatches * sizeof *loop->watches);

@@ -1,0 +1,327 @@
+/*
+ * asyncio/transports.h - transports and the loop calls that make them
+ * (Python: asyncio.transports; loop.create_connection,
+ * loop.create_datagram_endpoint, loop.connect_accepted_socket in
+ * base_events; loop.create_unix_connection, loop.connect_read_pipe,
+ * loop.connect_write_pipe in unix_events).
+ *
+ * A transport owns one file descriptor (a socket or a pipe) and talks to one
+ * protocol (asyncio/protocols.h).  It is opaque and owned by the loop: it
+ * lives from the call that made it until its protocol's connection_lost
+ * callback has returned, and is freed then (so after close() or abort(),
+ * and after any fatal error, the pointer stays valid until connection_lost;
+ * calls made on it in between are accepted and ignored as Python ignores
+ * them).  Every transport reaches connection_lost exactly once, scheduled
+ * with call_soon, never from inside the call that caused it.
+ *
+ * Transports that are still open when their loop is closed are closed
+ * silently with it (no callback runs; the descriptor is closed and the
+ * memory freed).
+ *
+ * All transport calls are loop-thread only and never suspend.  The calls
+ * that make transports (create_connection, ...) suspend the calling task.
+ */
+#ifndef ASYNCIO_TRANSPORTS_H
+#define ASYNCIO_TRANSPORTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "events.h"
+#include "protocols.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Default flow-control water marks (transports._FlowControlMixin). */
+#define ASYNCIO_WRITE_HIGH_WATER ((size_t)64 * 1024)
+#define ASYNCIO_WRITE_LOW_WATER ((size_t)16 * 1024)
+
+/* ---- BaseTransport ------------------------------------------------------- */
+
+/*
+ * Closes the transport (BaseTransport.close()): stops reading; data already
+ * buffered is still sent, then connection_lost(0) is scheduled.  Later calls
+ * are no-ops.  Returns 0 or -EINVAL.
+ */
+int asyncio_transport_close(asyncio_transport_t *transport);
+
+/* True once close/abort/write_eof-on-a-pipe or an error started closing (BaseTransport.is_closing()). */
+bool asyncio_transport_is_closing(const asyncio_transport_t *transport);
+
+/*
+ * Replaces the protocol (BaseTransport.set_protocol()); later callbacks go to
+ * the new table and instance.  Returns 0 or -EINVAL.
+ */
+int asyncio_transport_set_protocol(asyncio_transport_t *transport,
+                                   const asyncio_protocol_t *protocol, void *instance);
+
+/*
+ * The current protocol table (BaseTransport.get_protocol()); the instance is
+ * stored in *instance if non-NULL.  NULL for a NULL transport.
+ */
+const asyncio_protocol_t *asyncio_transport_get_protocol(const asyncio_transport_t *transport,
+                                                         void **instance);
+
+/*
+ * BaseTransport.get_extra_info(), as typed accessors since C has no dict:
+ *   get_fd       - 'socket' / 'pipe': the descriptor (borrowed: the
+ *                  transport closes it), or -EINVAL;
+ *   get_peername - 'peername': copies the peer address into addr (at most
+ *                  *addrlen bytes) and stores its full length in *addrlen;
+ *                  returns 0, -ENOTCONN when there is none (pipes, an
+ *                  unconnected datagram socket), -EINVAL;
+ *   get_sockname - 'sockname': likewise for the local address.
+ * Addresses are read once when the transport is made, as Python does.
+ */
+int asyncio_transport_get_fd(const asyncio_transport_t *transport);
+int asyncio_transport_get_peername(const asyncio_transport_t *transport, struct sockaddr *addr,
+                                   socklen_t *addrlen);
+int asyncio_transport_get_sockname(const asyncio_transport_t *transport, struct sockaddr *addr,
+                                   socklen_t *addrlen);
+
+/* The loop the transport belongs to (C only; Python's transports keep _loop). */
+asyncio_loop_t *asyncio_transport_get_loop(const asyncio_transport_t *transport);
+
+/* ---- ReadTransport --------------------------------------------------------- */
+
+/* ReadTransport.is_reading(): not closing and not paused. */
+bool asyncio_transport_is_reading(const asyncio_transport_t *transport);
+
+/*
+ * ReadTransport.pause_reading() / resume_reading(): stop / restart calling
+ * data_received.  Idempotent, as in Python 3.7+.  Returns 0, -EINVAL, or
+ * -EOPNOTSUPP on a write-only transport.
+ */
+int asyncio_transport_pause_reading(asyncio_transport_t *transport);
+int asyncio_transport_resume_reading(asyncio_transport_t *transport);
+
+/* ---- WriteTransport -------------------------------------------------------- */
+
+/*
+ * Writes bytes (WriteTransport.write(data)); never blocks or suspends.  The
+ * bytes are sent at once if nothing is buffered; what the kernel does not
+ * take is copied into the write buffer and sent when the descriptor is
+ * writable.  If the buffer goes above the high-water mark, pause_writing is
+ * called before this returns.  Send errors are not returned: they close the
+ * transport and reach connection_lost, as in Python.
+ * Returns 0 (also when the data is ignored because the transport is closing
+ * or its connection was lost, as Python ignores it), -EINVAL, -EPIPE after
+ * write_eof() (Python's RuntimeError), -EOPNOTSUPP on a read-only or
+ * datagram transport, or -ENOMEM (nothing was sent or buffered, unless part
+ * was already sent: then the transport is closed with -ENOMEM too).
+ */
+int asyncio_transport_write(asyncio_transport_t *transport, const void *data, size_t n);
+
+/*
+ * Writes several buffers in order (WriteTransport.writelines()), with one
+ * writev when nothing is buffered.  Returns as asyncio_transport_write.
+ */
+int asyncio_transport_writelines(asyncio_transport_t *transport, const struct iovec *iov,
+                                 int iovcnt);
+
+/*
+ * Closes the write side after the buffered data (WriteTransport.write_eof()):
+ * shutdown(SHUT_WR) on a socket, close on a write pipe.  No-op when closing
+ * or already done.  Returns 0, -EINVAL, -EOPNOTSUPP when the transport
+ * cannot (can_write_eof() false).
+ */
+int asyncio_transport_write_eof(asyncio_transport_t *transport);
+
+/* WriteTransport.can_write_eof(): true for stream sockets and write pipes. */
+bool asyncio_transport_can_write_eof(const asyncio_transport_t *transport);
+
+/*
+ * Closes at once (BaseTransport/WriteTransport.abort()): buffered data is
+ * dropped; connection_lost(0) is scheduled.  Returns 0 or -EINVAL.
+ */
+int asyncio_transport_abort(asyncio_transport_t *transport);
+
+/* Bytes waiting in the write buffer (WriteTransport.get_write_buffer_size()). */
+size_t asyncio_transport_get_write_buffer_size(const asyncio_transport_t *transport);
+
+/*
+ * WriteTransport.set_write_buffer_limits(high=None, low=None): a negative
+ * value means None.  high None: 64 KiB, or 4*low if low is given; low None:
+ * high/4.  Returns 0, or -EINVAL unless high >= low >= 0.  May call
+ * pause_writing at once.
+ */
+int asyncio_transport_set_write_buffer_limits(asyncio_transport_t *transport, ssize_t high,
+                                              ssize_t low);
+
+/* WriteTransport.get_write_buffer_limits(): stores (low, high).  Returns 0 or -EINVAL. */
+int asyncio_transport_get_write_buffer_limits(const asyncio_transport_t *transport, size_t *low,
+                                              size_t *high);
+
+/* ---- DatagramTransport --------------------------------------------------------- */
+
+/*
+ * Sends one datagram (DatagramTransport.sendto(data, addr)); addr NULL sends
+ * to the connected peer.  Never blocks: when the socket is full the datagram
+ * is queued.  Send errors go to error_received (the transport stays open).
+ * Returns 0 (also when ignored after close), -EINVAL (bad arguments; an
+ * address on a connected socket that is not its peer, as Python's
+ * ValueError; no address on an unconnected one), -EOPNOTSUPP on a stream
+ * transport, -EMSGSIZE for more than 65535 bytes, -ENOMEM.
+ */
+int asyncio_transport_sendto(asyncio_transport_t *transport, const void *data, size_t n,
+                             const struct sockaddr *addr, socklen_t addrlen);
+
+/* ---- making transports -------------------------------------------------------- */
+
+/* Options for create_connection / create_unix_connection; NULL = Python's defaults. */
+typedef struct asyncio_connection_options {
+  /* Address family, protocol and getaddrinfo flags (family=, proto=, flags=); 0 = any. */
+  int family;
+  int proto;
+  int flags;
+  /* Bind locally before connecting (local_addr=(host, port)); NULL host = not used. */
+  const char *local_host;
+  int local_port;
+  /*
+   * An existing connected stream socket to wrap (sock=), used when use_sock
+   * is true (the flag exists because a zeroed struct holds descriptor 0).
+   * host must then be NULL.  It is made non-blocking.  Once the transport
+   * is made the transport owns it (even if the call is then cancelled:
+   * connection_lost follows and closes it); on any earlier error the
+   * caller keeps it.
+   */
+  int sock;
+  bool use_sock;
+  /*
+   * Happy Eyeballs (RFC 8305, happy_eyeballs_delay=): seconds to wait for an
+   * attempt before starting the next one in parallel; <= 0 = off (Python's
+   * None: one attempt after another).  0.25 is the RFC's value.
+   */
+  double happy_eyeballs_delay;
+  /*
+   * Reorder addresses by family (interleave=): 0 = Python's default (1 when
+   * happy_eyeballs_delay is set, else no reordering); n > 0 = that many
+   * addresses of the first family first, then alternate.
+   */
+  int interleave;
+  /*
+   * Optional: the error of each failed attempt, in the order they were
+   * started; *nerrors gets the number of attempts that failed (may exceed
+   * errors_cap).  Python keeps them in the 'Multiple exceptions' message.
+   */
+  int *errors;
+  size_t errors_cap;
+  size_t *nerrors;
+} asyncio_connection_options_t;
+
+/*
+ * Opens a TCP connection (loop.create_connection(protocol_factory, host,
+ * port, *, local_addr, sock, family, proto, flags, happy_eyeballs_delay,
+ * interleave)).  Resolves host (asyncio_getaddrinfo), tries the addresses
+ * in order (or races them with Happy Eyeballs), wraps the connected socket
+ * in a transport with TCP_NODELAY, calls the factory, and returns after
+ * connection_made has run.  Suspends the calling task (a cancellation
+ * point: cancelling closes every socket it opened; if the transport was
+ * already made it is closed, and connection_lost follows).
+ * Stores the transport in *transport and the protocol instance in
+ * *instance (if non-NULL).  Returns 0; -EINVAL (bad arguments: host NULL
+ * without use_sock, both host and sock, a port outside 0..65535);
+ * ASYNCIO_ENOTASK; -ECANCELED; resolution errors (ASYNCIO_EGAI_*);
+ * -ENOMEM; the factory's error; when every attempt failed: their error if
+ * all failed the same way (or only one was made), else
+ * ASYNCIO_EEXCEPTIONGROUP (Python's OSError('Multiple exceptions: ...'));
+ * the individual errors are in options->errors.  -EADDRNOTAVAIL when
+ * local_host has no address of a family the remote has.  -ENOTCONN when
+ * the connection was lost again before the call could return (the
+ * protocol saw connection_made and connection_lost; *transport is NULL).
+ */
+int asyncio_loop_create_connection(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
+                                   void *factory_arg, const char *host, int port,
+                                   const asyncio_connection_options_t *options,
+                                   asyncio_transport_t **transport, void **instance);
+
+/*
+ * Wraps a connection accepted outside asyncio (loop.connect_accepted_socket(
+ * protocol_factory, sock)).  The socket is made non-blocking; on success
+ * the transport owns it, on error the caller keeps it.  Suspends until
+ * connection_made has run.  Returns as create_connection, and -ENOTSOCK /
+ * -EINVAL for a descriptor that is not a stream socket.
+ */
+int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
+                                         asyncio_protocol_factory_fn factory, void *factory_arg,
+                                         int sock, asyncio_transport_t **transport,
+                                         void **instance);
+
+/*
+ * Connects to a Unix stream socket (loop.create_unix_connection(
+ * protocol_factory, path, *, sock)).  A path starting with '@' names the
+ * Linux abstract namespace (Python writes it with a leading NUL).  options
+ * may give sock (with use_sock; then path must be NULL); the other fields
+ * are ignored.  Suspends; returns as create_connection, and -ENAMETOOLONG.
+ */
+int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
+                                        asyncio_protocol_factory_fn factory, void *factory_arg,
+                                        const char *path,
+                                        const asyncio_connection_options_t *options,
+                                        asyncio_transport_t **transport, void **instance);
+
+/* Options for create_datagram_endpoint; NULL = Python's defaults. */
+typedef struct asyncio_datagram_options {
+  /* local_addr=(host, port): bind here; NULL host = no bind (unless family alone). */
+  const char *local_host;
+  int local_port;
+  /* remote_addr=(host, port): connect here; NULL host = unconnected. */
+  const char *remote_host;
+  int remote_port;
+  int family; /* 0 = from the addresses */
+  int proto;
+  int flags;
+  bool reuse_port;      /* SO_REUSEPORT */
+  bool allow_broadcast; /* SO_BROADCAST */
+  /* An existing datagram socket to wrap (sock=), with use_sock; owned as in create_connection. */
+  int sock;
+  bool use_sock;
+} asyncio_datagram_options_t;
+
+/*
+ * Makes a UDP endpoint (loop.create_datagram_endpoint(protocol_factory,
+ * local_addr, remote_addr, *, family, proto, flags, reuse_port,
+ * allow_broadcast, sock)).  At least one of local_host, remote_host,
+ * family or sock is required (-EINVAL).  Suspends (resolution, and until
+ * connection_made has run).  Returns as create_connection; when several
+ * address pairs fail, the first error (as Python raises exceptions[0]).
+ */
+int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
+                                          asyncio_protocol_factory_fn factory, void *factory_arg,
+                                          const asyncio_datagram_options_t *options,
+                                          asyncio_transport_t **transport, void **instance);
+
+/*
+ * Wraps the read end of a pipe, FIFO, socket or character device
+ * (loop.connect_read_pipe(protocol_factory, pipe)).  The descriptor is made
+ * non-blocking; on success the transport owns it (and closes it).  EOF
+ * calls eof_received, whose value is ignored, then connection_lost(0).
+ * Suspends until connection_made has run.  Returns 0, -EINVAL (a regular
+ * file or directory: Python's ValueError), -EBADF, ASYNCIO_ENOTASK,
+ * -ECANCELED, -ENOMEM, the factory's error.
+ */
+int asyncio_loop_connect_read_pipe(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
+                                   void *factory_arg, int fd, asyncio_transport_t **transport,
+                                   void **instance);
+
+/*
+ * Wraps the write end of a pipe, FIFO, socket or character device
+ * (loop.connect_write_pipe(protocol_factory, pipe)).  As connect_read_pipe.
+ * When the reading side goes away, connection_lost gets -EPIPE if data was
+ * still buffered, else 0.  Writing to a pipe whose reader is gone raises
+ * SIGPIPE; like the Python interpreter, this call sets SIGPIPE to SIG_IGN
+ * if it still has its default disposition.
+ */
+int asyncio_loop_connect_write_pipe(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
+                                    void *factory_arg, int fd, asyncio_transport_t **transport,
+                                    void **instance);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

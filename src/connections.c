@@ -1,0 +1,612 @@
+/*
+ * connections.c - making client transports (Python: base_events
+ * BaseEventLoop.create_connection with _connect_sock, staggered.py's
+ * staggered_race for Happy Eyeballs, _interleave_addrinfos,
+ * _ensure_resolved / _ipaddr_info; create_datagram_endpoint;
+ * connect_accepted_socket; unix_events create_unix_connection).
+ *
+ * One connection engine serves every stream connect: a heap-allocated
+ * "connector" holds the attempts (one non-blocking socket each), started in
+ * address order.  Without Happy Eyeballs the next attempt starts when the
+ * previous one failed; with it, also when happy_eyeballs_delay has passed
+ * since the last start, so several race and the first to connect wins (the
+ * others are closed).  The calling task waits on one future that any
+ * attempt's writability or the stagger timer completes.  The connector is a
+ * loop resource: if the loop is closed while the task waits, its sockets
+ * are closed.  Cancelling the task closes every socket it opened.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "selector_events.h"
+
+/* ---- resolution ---------------------------------------------------------------- */
+
+typedef asyncio__addr_t addr_t;
+typedef asyncio__addrs_t addrs_t;
+
+static void addrs_free(addrs_t *a) {
+  if (a->v) asyncio__free(a->v, a->n * sizeof *a->v);
+  a->v = NULL;
+  a->n = 0;
+}
+
+/*
+ * _ipaddr_info: a numeric host needs no resolver (and no thread); returns 1
+ * with one address, 0 if host is not numeric.
+ */
+static int numeric_addr(const char *host, int port, int family, int socktype, int proto,
+                        addrs_t *out) {
+  addr_t a;
+  memset(&a, 0, sizeof a);
+  if (!host) return 0;
+  struct sockaddr_in *in = (struct sockaddr_in *)&a.sa;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a.sa;
+  if ((family == AF_UNSPEC || family == AF_INET) && inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)port);
+    a.len = sizeof *in;
+  } else if ((family == AF_UNSPEC || family == AF_INET6) && !strchr(host, '%') &&
+             inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    a.len = sizeof *in6;
+  } else {
+    return 0;
+  }
+  a.family = a.sa.ss_family;
+  a.socktype = socktype;
+  a.protocol = proto;
+  out->v = asyncio__alloc(sizeof a);
+  if (!out->v) return -ENOMEM;
+  out->v[0] = a;
+  out->n = 1;
+  return 1;
+}
+
+int (*asyncio__resolve_hook)(const char *host, int port, int family, int socktype,
+                             asyncio__addrs_t *out);
+
+/* _ensure_resolved: numeric fast path, else asyncio_getaddrinfo (suspends). */
+static int resolve(const char *host, int port, int family, int socktype, int proto, int flags,
+                   addrs_t *out) {
+  out->v = NULL;
+  out->n = 0;
+  int rc = numeric_addr(host, port, family, socktype, proto, out);
+  if (rc) return rc < 0 ? rc : 0;
+  if (asyncio__resolve_hook) {
+    rc = asyncio__resolve_hook(host, port, family, socktype, out);
+    if (rc) return rc < 0 ? rc : 0;
+  }
+  char serv[16];
+  snprintf(serv, sizeof serv, "%d", port);
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = family;
+  hints.ai_socktype = socktype;
+  hints.ai_protocol = proto;
+  hints.ai_flags = flags | AI_NUMERICSERV;
+  rc = asyncio_getaddrinfo(host, serv, &hints, &res);
+  if (rc) return rc;
+  size_t n = 0;
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+    if (ai->ai_addrlen <= sizeof(struct sockaddr_storage)) n++;
+  if (!n) {
+    asyncio_freeaddrinfo(res);
+    return ASYNCIO_EGAI_NONAME; /* "getaddrinfo() returned empty list" */
+  }
+  out->v = asyncio__alloc(n * sizeof *out->v);
+  if (!out->v) {
+    asyncio_freeaddrinfo(res);
+    return -ENOMEM;
+  }
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    if (ai->ai_addrlen > sizeof(struct sockaddr_storage)) continue;
+    addr_t *a = &out->v[out->n++];
+    memset(a, 0, sizeof *a);
+    a->family = ai->ai_family;
+    a->socktype = ai->ai_socktype ? ai->ai_socktype : socktype;
+    a->protocol = ai->ai_protocol;
+    a->len = ai->ai_addrlen;
+    memcpy(&a->sa, ai->ai_addr, ai->ai_addrlen);
+  }
+  asyncio_freeaddrinfo(res);
+  return 0;
+}
+
+int asyncio__resolve(const char *host, int port, int family, int socktype, int proto, int flags,
+                     asyncio__addrs_t *out) {
+  return resolve(host, port, family, socktype, proto, flags, out);
+}
+
+void asyncio__addrs_free(asyncio__addrs_t *a) { addrs_free(a); }
+
+/*
+ * _interleave_addrinfos: the first `first_count` addresses of the first
+ * family, then one of each family in turn.  In place; returns 0 or -ENOMEM.
+ */
+static int interleave(addrs_t *a, int first_count) {
+  if (a->n < 2) return 0;
+  addr_t *out = asyncio__alloc(a->n * sizeof *out);
+  uint8_t *used = asyncio__calloc(a->n);
+  if (!out || !used) {
+    if (out) asyncio__free(out, a->n * sizeof *out);
+    if (used) asyncio__free(used, a->n);
+    return -ENOMEM;
+  }
+  int fams[8];
+  int nf = 0;
+  for (size_t i = 0; i < a->n; i++) {
+    int seen = 0;
+    for (int j = 0; j < nf; j++) seen |= fams[j] == a->v[i].family;
+    if (!seen && nf < 8) fams[nf++] = a->v[i].family;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < a->n && (int)k < first_count - 1; i++)
+    if (a->v[i].family == fams[0]) {
+      out[k++] = a->v[i];
+      used[i] = 1;
+    }
+  while (k < a->n) {
+    size_t before = k;
+    for (int j = 0; j < nf; j++)
+      for (size_t i = 0; i < a->n; i++)
+        if (!used[i] && a->v[i].family == fams[j]) {
+          out[k++] = a->v[i];
+          used[i] = 1;
+          break;
+        }
+    if (k == before) { /* families beyond the 8 we track: keep their order */
+      for (size_t i = 0; i < a->n; i++)
+        if (!used[i]) {
+          out[k++] = a->v[i];
+          used[i] = 1;
+        }
+    }
+  }
+  memcpy(a->v, out, a->n * sizeof *out);
+  asyncio__free(out, a->n * sizeof *out);
+  asyncio__free(used, a->n);
+  return 0;
+}
+
+/* ---- the connect engine ------------------------------------------------------------ */
+
+typedef struct connector connector_t;
+
+typedef struct attempt {
+  connector_t *c;
+  int fd;
+  int err;
+  uint8_t state; /* 0 idle, 1 connecting, 2 failed, 3 connected */
+  uint8_t ready; /* writability seen */
+} attempt_t;
+
+struct connector {
+  asyncio__res_t res;
+  asyncio_loop_t *loop;
+  asyncio_future_t *wake; /* what the task waits on, or NULL */
+  asyncio_handle_t timer;
+  uint8_t timer_fired;
+  attempt_t *att;
+  size_t n;
+  addrs_t remote, local; /* resolved here, so a destroyed task leaks nothing */
+  uint8_t borrowed;      /* remote.v is the caller's (not freed) */
+};
+
+static void wake_task(connector_t *c) {
+  if (c->wake && !asyncio_future_done(c->wake)) asyncio_future_set_result(c->wake, 0, NULL);
+}
+
+static void connect_ready(int fd, void *arg) {
+  attempt_t *a = arg;
+  asyncio_loop_remove_writer(a->c->loop, fd);
+  a->ready = 1;
+  wake_task(a->c);
+}
+
+static void stagger_timer(void *arg) {
+  connector_t *c = arg;
+  c->timer = ASYNCIO_HANDLE_NONE;
+  c->timer_fired = 1;
+  wake_task(c);
+}
+
+static void attempt_close(connector_t *c, attempt_t *a) {
+  if (a->fd < 0) return;
+  if (a->state == 1) asyncio_loop_remove_writer(c->loop, a->fd);
+  close(a->fd);
+  a->fd = -1;
+}
+
+/* The loop closed while the task waited: the task is gone, so free it all here. */
+static void connector_destroy(asyncio__res_t *r) {
+  connector_t *c = (connector_t *)r;
+  asyncio__res_unlink(c->loop, r);
+  for (size_t i = 0; i < c->n; i++)
+    if (c->att[i].fd >= 0) close(c->att[i].fd);
+  if (c->wake) asyncio__future_unref(c->wake);
+  if (c->att) asyncio__free(c->att, c->n * sizeof *c->att);
+  if (!c->borrowed) addrs_free(&c->remote);
+  addrs_free(&c->local);
+  asyncio__free(c, sizeof *c);
+}
+
+static void connector_free(connector_t *c) {
+  asyncio__res_unlink(c->loop, &c->res);
+  for (size_t i = 0; i < c->n; i++) attempt_close(c, &c->att[i]);
+  if (c->att) asyncio__free(c->att, c->n * sizeof *c->att);
+  if (!c->borrowed) addrs_free(&c->remote);
+  addrs_free(&c->local);
+  asyncio__free(c, sizeof *c);
+}
+
+/* A connector registered with the loop, before resolution starts. */
+static int connector_new(asyncio_loop_t *loop, connector_t **out) {
+  asyncio__net_t *net;
+  int rc = asyncio__net_get(loop, &net);
+  if (rc) return rc;
+  connector_t *c = asyncio__calloc(sizeof *c);
+  if (!c) return -ENOMEM;
+  c->loop = loop;
+  c->res.destroy = connector_destroy;
+  asyncio__res_link(loop, &c->res);
+  *out = c;
+  return 0;
+}
+
+/* _connect_sock up to the connect() call.  1 connected, 0 in progress, < 0 failed. */
+static int attempt_start(connector_t *c, attempt_t *a, const addr_t *ra, const addrs_t *local) {
+  int fd = socket(ra->family, ra->socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ra->protocol);
+  if (fd < 0) return -errno;
+  a->fd = fd;
+  if (local && local->n) {
+    int bound = 0, err = -EADDRNOTAVAIL; /* "no matching local address with family" */
+    for (size_t i = 0; i < local->n && !bound; i++) {
+      if (local->v[i].family != ra->family) continue;
+      if (bind(fd, (const struct sockaddr *)&local->v[i].sa, local->v[i].len) == 0)
+        bound = 1;
+      else
+        err = -errno;
+    }
+    if (!bound) return err;
+  }
+  for (;;) {
+    if (connect(fd, (const struct sockaddr *)&ra->sa, ra->len) == 0) return 1;
+    if (errno != EINTR) break;
+  }
+  int e = errno;
+  if (e != EINPROGRESS && e != EAGAIN) return -e;
+  int rc = asyncio_loop_add_writer(c->loop, fd, connect_ready, a);
+  if (rc < 0) return rc;
+  a->state = 1;
+  return 0;
+}
+
+/*
+ * Runs the attempts (staggered_race when delay > 0).  Returns the connected
+ * socket (>= 0), or an error: -ECANCELED, or the attempts' combined error.
+ * errs/nerr collect the failures in start order.
+ */
+static int connect_race(connector_t *c, double delay, int *errs, size_t errs_cap,
+                        size_t *nerr_out) {
+  asyncio_loop_t *loop = c->loop;
+  const addrs_t *remote = &c->remote, *local = &c->local;
+  int rc;
+  c->att = asyncio__calloc(remote->n * sizeof *c->att);
+  if (!c->att) return -ENOMEM;
+  c->n = remote->n;
+  for (size_t i = 0; i < c->n; i++) {
+    c->att[i].c = c;
+    c->att[i].fd = -1;
+  }
+
+  size_t next = 0, running = 0, nerr = 0;
+  int winner = -1, first_err = 0, mixed = 0, start_now = 1;
+  double deadline = 0;
+  rc = 0;
+  for (;;) {
+    /* Start attempts: the first, then one per failure or per expired delay. */
+    while (winner < 0 && next < c->n && (running == 0 || start_now)) {
+      start_now = 0;
+      attempt_t *a = &c->att[next];
+      int r = attempt_start(c, a, &remote->v[next], local);
+      next++;
+      if (r == 1) {
+        a->state = 3;
+        winner = (int)(a - c->att);
+      } else if (r == 0) {
+        running++;
+        deadline = asyncio_loop_time(loop) + delay;
+      } else {
+        a->state = 2;
+        a->err = r;
+        attempt_close(c, a);
+        if (nerr < errs_cap) errs[nerr] = r;
+        nerr++;
+        if (!first_err) first_err = r;
+        else if (r != first_err) mixed = 1;
+      }
+    }
+    if (winner >= 0 || running == 0) break;
+    /* Wait for an attempt to finish, or for the stagger delay. */
+    rc = asyncio_future_new(&c->wake, loop);
+    if (rc) break;
+    c->timer_fired = 0;
+    if (delay > 0 && next < c->n) {
+      rc = asyncio_loop_call_at(loop, deadline, stagger_timer, c, &c->timer);
+      if (rc) {
+        asyncio__future_unref(c->wake);
+        c->wake = NULL;
+        break;
+      }
+    }
+    rc = asyncio_await(c->wake, NULL);
+    asyncio_handle_cancel(c->timer);
+    c->timer = ASYNCIO_HANDLE_NONE;
+    asyncio__future_unref(c->wake);
+    c->wake = NULL;
+    if (rc < 0) break; /* -ECANCELED */
+    for (size_t i = 0; i < next && winner < 0; i++) {
+      attempt_t *a = &c->att[i];
+      if (a->state != 1 || !a->ready) continue;
+      a->ready = 0;
+      int soerr = 0;
+      socklen_t sl = sizeof soerr;
+      if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) soerr = errno;
+      running--;
+      if (soerr == 0) {
+        a->state = 3;
+        winner = (int)i;
+      } else {
+        a->state = 2;
+        a->err = -soerr;
+        close(a->fd);
+        a->fd = -1;
+        if (nerr < errs_cap) errs[nerr] = -soerr;
+        nerr++;
+        if (!first_err) first_err = -soerr;
+        else if (-soerr != first_err) mixed = 1;
+        start_now = 1; /* a failure starts the next attempt at once */
+      }
+    }
+    if (c->timer_fired) start_now = 1;
+  }
+  if (nerr_out) *nerr_out = nerr;
+  int fd = -1;
+  if (winner >= 0) {
+    attempt_t *a = &c->att[winner];
+    fd = a->fd;
+    if (a->state == 1) asyncio_loop_remove_writer(loop, fd);
+    a->fd = -1; /* handed over */
+  }
+  for (size_t i = 0; i < c->n; i++) attempt_close(c, &c->att[i]); /* the losers */
+  if (fd >= 0) return fd;
+  if (rc < 0) return rc;
+  if (!nerr) return ASYNCIO_EGAI_NONAME;
+  return mixed ? ASYNCIO_EEXCEPTIONGROUP : first_err;
+}
+
+/* ---- create_connection ------------------------------------------------------------------ */
+
+static int check_task_loop(asyncio_loop_t *loop) {
+  int rc = asyncio__check_thread(loop);
+  if (rc) return rc;
+  if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;
+  return 0;
+}
+
+static int wrap_socket(asyncio_loop_t *loop, int fd, int kind, asyncio_protocol_factory_fn factory,
+                       void *factory_arg, asyncio_transport_t **transport, void **instance) {
+  int taken = 0;
+  int rc = asyncio__transport_make_and_wait(loop, fd, kind, factory, factory_arg, transport,
+                                            instance, &taken);
+  if (rc < 0 && !taken) close(fd);
+  return rc;
+}
+
+static int check_sock_type(int fd, int type) {
+  int t = 0;
+  socklen_t sl = sizeof t;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &sl) < 0) return errno == EBADF ? -EBADF : -ENOTSOCK;
+  return t == type ? 0 : -EINVAL;
+}
+
+ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
+                                               asyncio_protocol_factory_fn factory,
+                                               void *factory_arg, const char *host, int port,
+                                               const asyncio_connection_options_t *o,
+                                               asyncio_transport_t **transport, void **instance) {
+  if (transport) *transport = NULL;
+  if (!loop || !factory || !transport) return -EINVAL;
+  int use_sock = o && o->use_sock;
+  if (use_sock ? (host != NULL || o->sock < 0) : (port < 0 || port > 65535)) return -EINVAL;
+  if (o && o->nerrors) *o->nerrors = 0;
+  int rc = check_task_loop(loop);
+  if (rc) return rc;
+  if (use_sock) {
+    rc = check_sock_type(o->sock, SOCK_STREAM);
+    if (rc) return rc;
+    rc = asyncio__set_nonblock(o->sock);
+    if (rc) return rc;
+    int taken = 0;
+    rc = asyncio__transport_make_and_wait(loop, o->sock, ASYNCIO__TK_SOCKET, factory, factory_arg,
+                                          transport, instance, &taken);
+    return rc;
+  }
+  int family = o ? o->family : 0, proto = o ? o->proto : 0, flags = o ? o->flags : 0;
+  connector_t *c;
+  rc = connector_new(loop, &c);
+  if (rc) return rc;
+  rc = resolve(host, port, family, SOCK_STREAM, proto, flags, &c->remote);
+  if (rc == 0 && o && o->local_host)
+    rc = resolve(o->local_host, o->local_port, family, SOCK_STREAM, proto, flags | AI_PASSIVE,
+                 &c->local);
+  double delay = o && o->happy_eyeballs_delay > 0 ? o->happy_eyeballs_delay : 0;
+  int il = o ? o->interleave : 0;
+  if (il <= 0 && delay > 0) il = 1;
+  if (rc == 0 && il > 0) rc = interleave(&c->remote, il);
+  int fd = rc ? rc
+              : connect_race(c, delay, o ? o->errors : NULL, o && o->errors ? o->errors_cap : 0,
+                             o ? o->nerrors : NULL);
+  connector_free(c);
+  if (fd < 0) return fd;
+  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, factory, factory_arg, transport, instance);
+}
+
+ASYNCIO_API int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
+                                                     asyncio_protocol_factory_fn factory,
+                                                     void *factory_arg, int sock,
+                                                     asyncio_transport_t **transport,
+                                                     void **instance) {
+  if (transport) *transport = NULL;
+  if (!loop || !factory || !transport) return -EINVAL;
+  if (sock < 0) return -EBADF;
+  int rc = check_task_loop(loop);
+  if (rc) return rc;
+  rc = check_sock_type(sock, SOCK_STREAM);
+  if (rc) return rc;
+  rc = asyncio__set_nonblock(sock);
+  if (rc) return rc;
+  int taken = 0;
+  return asyncio__transport_make_and_wait(loop, sock, ASYNCIO__TK_SOCKET, factory, factory_arg,
+                                          transport, instance, &taken);
+}
+
+ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
+                                                    asyncio_protocol_factory_fn factory,
+                                                    void *factory_arg, const char *path,
+                                                    const asyncio_connection_options_t *o,
+                                                    asyncio_transport_t **transport,
+                                                    void **instance) {
+  if (transport) *transport = NULL;
+  if (!loop || !factory || !transport) return -EINVAL;
+  int use_sock = o && o->use_sock;
+  if (use_sock ? (path != NULL || o->sock < 0) : !path) return -EINVAL;
+  int rc = check_task_loop(loop);
+  if (rc) return rc;
+  if (use_sock) {
+    rc = check_sock_type(o->sock, SOCK_STREAM);
+    if (rc) return rc;
+    rc = asyncio__set_nonblock(o->sock);
+    if (rc) return rc;
+    int taken = 0;
+    return asyncio__transport_make_and_wait(loop, o->sock, ASYNCIO__TK_SOCKET, factory,
+                                            factory_arg, transport, instance, &taken);
+  }
+  addr_t a;
+  memset(&a, 0, sizeof a);
+  rc = asyncio__unix_addr(path, &a.sa, &a.len);
+  if (rc) return rc;
+  a.family = AF_UNIX;
+  a.socktype = SOCK_STREAM;
+  connector_t *c;
+  rc = connector_new(loop, &c);
+  if (rc) return rc;
+  c->remote.v = &a;
+  c->remote.n = 1;
+  c->borrowed = 1;
+  int fd = connect_race(c, 0, NULL, 0, NULL);
+  connector_free(c);
+  if (fd < 0) return fd;
+  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, factory, factory_arg, transport, instance);
+}
+
+/* ---- create_datagram_endpoint ---------------------------------------------------------------- */
+
+static int dgram_socket(const addr_t *l, const addr_t *r, int family, int proto,
+                        const asyncio_datagram_options_t *o) {
+  int fam = l ? l->family : r ? r->family : family;
+  int pr = l ? l->protocol : r ? r->protocol : proto;
+  int fd = socket(fam, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, pr);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (o->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
+  if (o->allow_broadcast && setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) < 0)
+    goto fail;
+  if (l && bind(fd, (const struct sockaddr *)&l->sa, l->len) < 0) goto fail;
+  if (r) {
+    /* UDP connect completes at once: no readiness wait needed. */
+    while (connect(fd, (const struct sockaddr *)&r->sa, r->len) < 0)
+      if (errno != EINTR) goto fail;
+  }
+  return fd;
+fail:;
+  int e = -errno;
+  close(fd);
+  return e;
+}
+
+ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
+                                                      asyncio_protocol_factory_fn factory,
+                                                      void *factory_arg,
+                                                      const asyncio_datagram_options_t *o,
+                                                      asyncio_transport_t **transport,
+                                                      void **instance) {
+  if (transport) *transport = NULL;
+  if (!loop || !factory || !transport || !o) return -EINVAL;
+  if (o->use_sock) {
+    if (o->sock < 0 || o->local_host || o->remote_host || o->family || o->proto ||
+        o->reuse_port || o->allow_broadcast)
+      return -EINVAL; /* Python: "socket modifier keyword arguments can not be used" */
+  } else if (!o->local_host && !o->remote_host && !o->family) {
+    return -EINVAL; /* "unexpected address family" */
+  }
+  if ((o->local_host && (o->local_port < 0 || o->local_port > 65535)) ||
+      (o->remote_host && (o->remote_port < 0 || o->remote_port > 65535)))
+    return -EINVAL;
+  int rc = check_task_loop(loop);
+  if (rc) return rc;
+  if (o->use_sock) {
+    rc = check_sock_type(o->sock, SOCK_DGRAM);
+    if (rc) return rc;
+    rc = asyncio__set_nonblock(o->sock);
+    if (rc) return rc;
+    int taken = 0;
+    return asyncio__transport_make_and_wait(loop, o->sock, ASYNCIO__TK_DATAGRAM, factory,
+                                            factory_arg, transport, instance, &taken);
+  }
+  connector_t *c; /* holds the resolved addresses across the suspensions */
+  rc = connector_new(loop, &c);
+  if (rc) return rc;
+  addrs_t *local = &c->local, *remote = &c->remote;
+  if (o->local_host)
+    rc = resolve(o->local_host, o->local_port, o->family, SOCK_DGRAM, o->proto,
+                 o->flags | AI_PASSIVE, local);
+  if (rc == 0 && o->remote_host)
+    rc = resolve(o->remote_host, o->remote_port, o->family, SOCK_DGRAM, o->proto, o->flags,
+                 remote);
+  if (rc) {
+    connector_free(c);
+    return rc;
+  }
+  /* Pairs of (local, remote) of one family, in resolution order. */
+  int fd = -1, err = 0;
+  if (!o->local_host && !o->remote_host) {
+    fd = dgram_socket(NULL, NULL, o->family, o->proto, o);
+    if (fd < 0) err = fd;
+  } else if (!o->local_host || !o->remote_host) {
+    addrs_t *one = o->local_host ? local : remote;
+    for (size_t i = 0; i < one->n && fd < 0; i++) {
+      fd = o->local_host ? dgram_socket(&one->v[i], NULL, 0, 0, o)
+                         : dgram_socket(NULL, &one->v[i], 0, 0, o);
+      if (fd < 0 && !err) err = fd;
+    }
+  } else {
+    for (size_t i = 0; i < local->n && fd < 0; i++)
+      for (size_t j = 0; j < remote->n && fd < 0; j++) {
+        if (local->v[i].family != remote->v[j].family) continue;
+        fd = dgram_socket(&local->v[i], &remote->v[j], 0, 0, o);
+        if (fd < 0 && !err) err = fd;
+      }
+    if (fd < 0 && !err) err = -EADDRNOTAVAIL; /* "can not get address information" */
+  }
+  connector_free(c);
+  if (fd < 0) return err ? err : -EADDRNOTAVAIL;
+  return wrap_socket(loop, fd, ASYNCIO__TK_DATAGRAM, factory, factory_arg, transport, instance);
+}

@@ -1,0 +1,155 @@
+/*
+ * selector_events.h - what selector_events.c (the transports) shares with
+ * connections.c, servers.c and unix_events.c.  Internal.
+ */
+#ifndef ASYNCIO_SELECTOR_EVENTS_H
+#define ASYNCIO_SELECTOR_EVENTS_H
+
+#include <sys/socket.h>
+
+#include <asyncio/protocols.h>
+#include <asyncio/servers.h>
+#include <asyncio/transports.h>
+
+#include "internal.h"
+
+/*
+ * Something the loop must clean up if it is closed while the thing is
+ * still open: transports, servers, connection attempts whose task was
+ * destroyed.  destroy() closes descriptors and frees memory without calling
+ * anyone back, and unlinks the resource.
+ */
+typedef struct asyncio__res {
+  struct asyncio__res *prev, *next;
+  void (*destroy)(struct asyncio__res *res);
+} asyncio__res_t;
+
+/* Per-loop networking state, made on first use; loop->net. */
+typedef struct asyncio__net {
+  asyncio__res_t *head;
+  char *rbuf; /* the shared receive buffer (CPython's max_size recv) */
+} asyncio__net_t;
+
+#define ASYNCIO__RECV_SIZE ((size_t)256 * 1024)
+
+int asyncio__net_get(asyncio_loop_t *loop, asyncio__net_t **out);
+void asyncio__res_link(asyncio_loop_t *loop, asyncio__res_t *res);
+void asyncio__res_unlink(asyncio_loop_t *loop, asyncio__res_t *res);
+
+enum {
+  ASYNCIO__TK_SOCKET = 0, /* stream socket: _SelectorSocketTransport */
+  ASYNCIO__TK_DATAGRAM,   /* _SelectorDatagramTransport */
+  ASYNCIO__TK_READ_PIPE,  /* _UnixReadPipeTransport */
+  ASYNCIO__TK_WRITE_PIPE, /* _UnixWritePipeTransport */
+};
+
+/*
+ * Makes a transport on fd (already non-blocking): calls the factory, then
+ * schedules connection_made, the start of reading, and waiter's result
+ * (if non-NULL; the transport takes a reference).  On error nothing is
+ * scheduled and the caller still owns fd.  peer (nullable) is the address
+ * accept() returned.  If hold is set the caller gets a hold on the transport
+ * (see asyncio__transport_unhold).
+ */
+int asyncio__transport_new(asyncio_loop_t *loop, int fd, int kind,
+                           asyncio_protocol_factory_fn factory, void *factory_arg,
+                           asyncio_server_t *server, asyncio_future_t *waiter,
+                           const struct sockaddr *peer, socklen_t peerlen, int hold,
+                           asyncio_transport_t **out);
+
+/*
+ * Drops a hold taken by asyncio__transport_new.  Returns 1 if the transport
+ * was already lost (connection_lost ran): it is then freed here.
+ */
+int asyncio__transport_unhold(asyncio_transport_t *t);
+
+/*
+ * The common tail of the calls that make a transport from a task: makes
+ * it with a waiter, awaits connection_made, and handles cancellation
+ * (closes the transport) and a connection lost in between (-ENOTCONN).
+ * On error the caller still owns fd only if *fd_taken is left 0.
+ */
+int asyncio__transport_make_and_wait(asyncio_loop_t *loop, int fd, int kind,
+                                     asyncio_protocol_factory_fn factory, void *factory_arg,
+                                     asyncio_transport_t **transport, void **instance,
+                                     int *fd_taken);
+
+/*
+ * servers.c: makes a server over bound sockets (taken over only on
+ * success), starts serving unless options say not to, and suspends one
+ * iteration then (Python's sleep(0)).  unix_path (nullable, copied) is the
+ * socket file to remove on close when options->cleanup_socket allows.
+ */
+int asyncio__server_new(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
+                        void *factory_arg, const int *fds, size_t nfds,
+                        const asyncio_server_options_t *options, const char *unix_path,
+                        asyncio_server_t **out);
+
+/* servers.c: a client transport is gone. */
+void asyncio__server_detach(asyncio_server_t *server, asyncio_transport_t *t);
+
+/* The server a transport belongs to (set by transport_new), and list links. */
+asyncio_server_t **asyncio__transport_server_slot(asyncio_transport_t *t);
+asyncio_transport_t **asyncio__transport_next_slot(asyncio_transport_t *t);
+asyncio_transport_t **asyncio__transport_prev_slot(asyncio_transport_t *t);
+
+/* connections.c: resolved addresses, copied out of getaddrinfo's list. */
+typedef struct asyncio__addr {
+  int family, socktype, protocol;
+  socklen_t len;
+  struct sockaddr_storage sa;
+} asyncio__addr_t;
+
+typedef struct asyncio__addrs {
+  asyncio__addr_t *v;
+  size_t n;
+} asyncio__addrs_t;
+
+/*
+ * _ensure_resolved: a numeric host is converted directly (_ipaddr_info);
+ * anything else goes through asyncio_getaddrinfo, which suspends.  A NULL
+ * host with AI_PASSIVE means every interface.  Returns 0 (n >= 1) or an
+ * error; free with asyncio__addrs_free.
+ */
+int asyncio__resolve(const char *host, int port, int family, int socktype, int proto, int flags,
+                     asyncio__addrs_t *out);
+void asyncio__addrs_free(asyncio__addrs_t *a);
+
+/*
+ * Tests only (a fake DNS, like the syscall hooks STYLE.md asks for): when
+ * set, names that are not numeric go here first.  It returns 1 having
+ * filled *out (allocated with asyncio__alloc), 0 to use the real resolver,
+ * or an error.
+ */
+extern int (*asyncio__resolve_hook)(const char *host, int port, int family, int socktype,
+                                    asyncio__addrs_t *out);
+
+/*
+ * The system calls the transports and the accept loop make, through a
+ * table tests can patch to inject EINTR, EAGAIN, short writes or resets
+ * (SQLite's overridable syscalls).  Loop thread only; restore what you
+ * replace.
+ */
+typedef struct asyncio__sys {
+  ssize_t (*recv)(int fd, void *buf, size_t n, int flags);
+  ssize_t (*read)(int fd, void *buf, size_t n);
+  ssize_t (*recvfrom)(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+                      socklen_t *addrlen);
+  ssize_t (*send)(int fd, const void *buf, size_t n, int flags);
+  ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+  ssize_t (*sendto)(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr,
+                    socklen_t addrlen);
+  ssize_t (*write)(int fd, const void *buf, size_t n);
+  ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
+  int (*accept4)(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+} asyncio__sys_t;
+
+extern asyncio__sys_t asyncio__sys;
+
+/* Sets O_NONBLOCK; returns 0 or -errno. */
+int asyncio__set_nonblock(int fd);
+
+/* unix_events.c: fills a sockaddr_un from a path ('@' = abstract). */
+int asyncio__unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len);
+
+#endif

@@ -1,0 +1,518 @@
+/*
+ * servers.c - listening servers (Python: base_events.Server,
+ * BaseEventLoop.create_server; the accept loop of selector_events
+ * _accept_connection / _start_serving / _stop_serving).
+ *
+ * A server holds its listening sockets ("listeners") and the transports it
+ * accepted (its clients, an intrusive list through the transports).  The
+ * accept loop takes up to `backlog` connections per readiness event.  When
+ * accept() fails for lack of descriptors or memory the listener stops
+ * reading and a timer re-adds it after accept_retry_delay, so a full
+ * descriptor table costs one wakeup per delay, not a busy loop.
+ * Invariants, as Python's: `closed` is Server._sockets is None; `woken` is
+ * Server._waiters is None (closed and no clients left): from then on
+ * wait_closed returns at once.  A client leaves the list in its
+ * connection_lost step (asyncio__server_detach).
+ */
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "selector_events.h"
+
+typedef struct listener {
+  asyncio_server_t *s;
+  int fd;
+  asyncio_handle_t retry;
+  uint8_t reading;
+} listener_t;
+
+struct asyncio_server {
+  asyncio__res_t res;
+  asyncio_loop_t *loop;
+  asyncio_protocol_factory_fn factory;
+  void *factory_arg;
+  listener_t *ls;
+  size_t nls;
+  int backlog;
+  uint8_t serving, closed, woken, keep_alive, cleanup, orphan;
+  double retry_delay;
+  asyncio_transport_t *clients;
+  size_t nclients;
+  asyncio_future_t **waiters;
+  size_t nwaiters, capwaiters;
+  asyncio_future_t *forever;
+  int busy; /* tasks in serve_forever / wait_closed, or the accept loop running */
+  char *unix_path;
+  dev_t dev;
+  ino_t ino;
+};
+
+#define ACCEPT_RETRY_DELAY 1.0
+
+static void report(asyncio_loop_t *loop, const char *msg, int err) {
+  asyncio_error_context_t c = {0};
+  c.message = msg;
+  c.error = err;
+  asyncio_loop_call_exception_handler(loop, &c);
+}
+
+/* ---- clients ---------------------------------------------------------------------- */
+
+static void wakeup(asyncio_server_t *s) {
+  if (s->woken) return;
+  s->woken = 1;
+  for (size_t i = 0; i < s->nwaiters; i++) {
+    asyncio_future_t *f = s->waiters[i];
+    if (!asyncio_future_done(f)) asyncio_future_set_result(f, 0, NULL);
+    asyncio__future_unref(f);
+  }
+  if (s->waiters) asyncio__free(s->waiters, s->capwaiters * sizeof *s->waiters);
+  s->waiters = NULL;
+  s->nwaiters = s->capwaiters = 0;
+}
+
+static void attach(asyncio_server_t *s, asyncio_transport_t *t) {
+  *asyncio__transport_prev_slot(t) = NULL;
+  *asyncio__transport_next_slot(t) = s->clients;
+  if (s->clients) *asyncio__transport_prev_slot(s->clients) = t;
+  s->clients = t;
+  s->nclients++;
+}
+
+void asyncio__server_detach(asyncio_server_t *s, asyncio_transport_t *t) {
+  asyncio_transport_t *prev = *asyncio__transport_prev_slot(t);
+  asyncio_transport_t *next = *asyncio__transport_next_slot(t);
+  if (prev)
+    *asyncio__transport_next_slot(prev) = next;
+  else
+    s->clients = next;
+  if (next) *asyncio__transport_prev_slot(next) = prev;
+  *asyncio__transport_server_slot(t) = NULL;
+  s->nclients--;
+  /* At loop close the server's own destroy releases the waiters. */
+  if (s->nclients == 0 && s->closed && !s->loop->closed) wakeup(s);
+}
+
+static void detach_all(asyncio_server_t *s) {
+  while (s->clients) {
+    asyncio_transport_t *t = s->clients;
+    s->clients = *asyncio__transport_next_slot(t);
+    *asyncio__transport_server_slot(t) = NULL;
+    *asyncio__transport_next_slot(t) = *asyncio__transport_prev_slot(t) = NULL;
+  }
+  s->nclients = 0;
+}
+
+/* ---- accepting ------------------------------------------------------------------- */
+
+static void accept_ready(int fd, void *arg);
+
+static int listener_on(listener_t *l) {
+  if (l->reading) return 0;
+  int rc = asyncio_loop_add_reader(l->s->loop, l->fd, accept_ready, l);
+  if (rc == 0) l->reading = 1;
+  return rc;
+}
+
+static void listener_off(listener_t *l) {
+  if (!l->reading) return;
+  l->reading = 0;
+  asyncio_loop_remove_reader(l->s->loop, l->fd);
+}
+
+static void accept_retry(void *arg) {
+  listener_t *l = arg;
+  l->retry = ASYNCIO_HANDLE_NONE;
+  if (l->s->serving && !l->s->closed) {
+    int rc = listener_on(l);
+    if (rc < 0) report(l->s->loop, "could not resume accepting connections", rc);
+  }
+}
+
+static void accept_ready(int fd, void *arg) {
+  listener_t *l = arg;
+  asyncio_server_t *s = l->s;
+  /* A factory may close the server (then stop) but not free it (-EBUSY meanwhile). */
+  s->busy++;
+  for (int i = 0; i < s->backlog && !s->closed; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int c = asyncio__sys.accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED) break;
+      if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        /* Out of descriptors or memory: back off instead of spinning. */
+        report(s->loop, "socket accept failed", -e);
+        listener_off(l);
+        if (asyncio_loop_call_later(s->loop, s->retry_delay, accept_retry, l, &l->retry) < 0) {
+          /* No memory even for the timer: keep accepting rather than stop for good. */
+          l->retry = ASYNCIO_HANDLE_NONE;
+          (void)listener_on(l);
+        }
+        break;
+      }
+      report(s->loop, "socket accept failed", -e);
+      break;
+    }
+    if (s->keep_alive) {
+      int one = 1;
+      (void)setsockopt(c, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    }
+    asyncio_transport_t *t;
+    int rc = asyncio__transport_new(s->loop, c, ASYNCIO__TK_SOCKET, s->factory, s->factory_arg, s,
+                                    NULL, (struct sockaddr *)&ss, sl, 0, &t);
+    if (rc < 0) {
+      close(c);
+      report(s->loop, "Error on transport creation for incoming connection", rc);
+      continue;
+    }
+    attach(s, t);
+  }
+  s->busy--;
+}
+
+static int start_serving(asyncio_server_t *s) {
+  if (s->serving) return 0;
+  for (size_t i = 0; i < s->nls; i++) {
+    if (listen(s->ls[i].fd, s->backlog) < 0) return -errno;
+    int rc = listener_on(&s->ls[i]);
+    if (rc < 0) return rc;
+  }
+  s->serving = 1;
+  return 0;
+}
+
+/* ---- closing ------------------------------------------------------------------------- */
+
+static void unlink_unix_path(asyncio_server_t *s) {
+  if (!s->unix_path) return;
+  struct stat st;
+  /* Only if the file is still the socket we bound (Python 3.13 cleanup). */
+  if (s->cleanup && stat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == s->ino &&
+      st.st_dev == s->dev)
+    unlink(s->unix_path);
+  asyncio__strfree(s->unix_path);
+  s->unix_path = NULL;
+}
+
+ASYNCIO_API int asyncio_server_close(asyncio_server_t *s) {
+  if (!s) return -EINVAL;
+  if (s->closed) return 0;
+  int rc = asyncio__check_thread(s->loop);
+  if (rc) return rc;
+  s->closed = 1;
+  for (size_t i = 0; i < s->nls; i++) {
+    listener_t *l = &s->ls[i];
+    listener_off(l);
+    asyncio_handle_cancel(l->retry);
+    l->retry = ASYNCIO_HANDLE_NONE;
+    close(l->fd);
+    l->fd = -1;
+  }
+  unlink_unix_path(s);
+  s->serving = 0;
+  if (s->forever && !asyncio_future_done(s->forever))
+    asyncio_future_set_result(s->forever, 0, NULL);
+  if (s->nclients == 0) wakeup(s);
+  return 0;
+}
+
+ASYNCIO_API int asyncio_server_close_clients(asyncio_server_t *s) {
+  if (!s || s->orphan) return -EINVAL;
+  int rc = asyncio__check_thread(s->loop);
+  if (rc) return rc;
+  /* close() never unlinks synchronously (connection_lost comes later). */
+  for (asyncio_transport_t *t = s->clients; t; t = *asyncio__transport_next_slot(t))
+    asyncio_transport_close(t);
+  return 0;
+}
+
+ASYNCIO_API int asyncio_server_abort_clients(asyncio_server_t *s) {
+  if (!s || s->orphan) return -EINVAL;
+  int rc = asyncio__check_thread(s->loop);
+  if (rc) return rc;
+  for (asyncio_transport_t *t = s->clients; t; t = *asyncio__transport_next_slot(t))
+    asyncio_transport_abort(t);
+  return 0;
+}
+
+/* The loop is closing under an open server: close silently, keep the struct for _free. */
+static void server_destroy(asyncio__res_t *r) {
+  asyncio_server_t *s = (asyncio_server_t *)r;
+  asyncio__res_unlink(s->loop, r);
+  for (size_t i = 0; i < s->nls; i++)
+    if (s->ls[i].fd >= 0) {
+      close(s->ls[i].fd);
+      s->ls[i].fd = -1;
+    }
+  unlink_unix_path(s);
+  detach_all(s);
+  for (size_t i = 0; i < s->nwaiters; i++) asyncio__future_unref(s->waiters[i]);
+  if (s->waiters) asyncio__free(s->waiters, s->capwaiters * sizeof *s->waiters);
+  s->waiters = NULL;
+  s->nwaiters = s->capwaiters = 0;
+  s->closed = s->woken = s->orphan = 1;
+  s->serving = 0;
+  s->forever = NULL;
+  s->busy = 0;
+}
+
+ASYNCIO_API int asyncio_server_free(asyncio_server_t *s) {
+  if (!s) return -EINVAL;
+  if (!s->orphan) {
+    int rc = asyncio__check_owner(s->loop);
+    if (rc) return rc;
+    if (s->busy) return -EBUSY;
+    asyncio_server_close(s);
+    server_destroy(&s->res);
+  }
+  if (s->ls) asyncio__free(s->ls, s->nls * sizeof *s->ls);
+  asyncio__free(s, sizeof *s);
+  return 0;
+}
+
+/* ---- queries ------------------------------------------------------------------------ */
+
+ASYNCIO_API bool asyncio_server_is_serving(const asyncio_server_t *s) { return s && s->serving; }
+
+ASYNCIO_API int asyncio_server_sockets(const asyncio_server_t *s, int *fds, size_t cap) {
+  if (!s || (cap && !fds)) return -EINVAL;
+  if (s->closed) return 0;
+  for (size_t i = 0; i < s->nls && i < cap; i++) fds[i] = s->ls[i].fd;
+  return (int)s->nls;
+}
+
+ASYNCIO_API asyncio_loop_t *asyncio_server_get_loop(const asyncio_server_t *s) {
+  return s && !s->orphan ? s->loop : NULL;
+}
+
+/* ---- suspending calls -------------------------------------------------------------------- */
+
+static int check_task(asyncio_server_t *s) {
+  if (!s || s->orphan) return -EINVAL;
+  int rc = asyncio__check_thread(s->loop);
+  if (rc) return rc;
+  if (asyncio__running_loop != s->loop || !s->loop->current) return ASYNCIO_ENOTASK;
+  return 0;
+}
+
+ASYNCIO_API int asyncio_server_start_serving(asyncio_server_t *s) {
+  int rc = check_task(s);
+  if (rc) return rc;
+  if (s->closed) return ASYNCIO_EINVALIDSTATE;
+  rc = start_serving(s);
+  if (rc) return rc;
+  /* Python: skip one loop iteration so that all add_reader calls go through. */
+  return asyncio_sleep(0);
+}
+
+ASYNCIO_API int asyncio_server_wait_closed(asyncio_server_t *s) {
+  int rc = check_task(s);
+  if (rc) return rc;
+  if (s->woken) return 0;
+  if (s->nwaiters == s->capwaiters) {
+    size_t cap = s->capwaiters ? s->capwaiters * 2 : 4;
+    void *p = asyncio__realloc(s->waiters, s->capwaiters * sizeof *s->waiters,
+                               cap * sizeof *s->waiters);
+    if (!p) return -ENOMEM;
+    s->waiters = p;
+    s->capwaiters = cap;
+  }
+  asyncio_future_t *f;
+  rc = asyncio_future_new(&f, s->loop);
+  if (rc) return rc;
+  s->waiters[s->nwaiters++] = asyncio_future_ref(f);
+  s->busy++;
+  rc = asyncio_await(f, NULL);
+  if (!s->orphan) s->busy--;
+  asyncio__future_unref(f);
+  return rc;
+}
+
+ASYNCIO_API int asyncio_server_serve_forever(asyncio_server_t *s) {
+  int rc = check_task(s);
+  if (rc) return rc;
+  if (s->forever || s->closed) return ASYNCIO_EINVALIDSTATE;
+  rc = start_serving(s);
+  if (rc) return rc;
+  asyncio_future_t *f;
+  rc = asyncio_future_new(&f, s->loop);
+  if (rc) return rc;
+  s->forever = f;
+  s->busy++;
+  rc = asyncio_await(f, NULL);
+  asyncio__future_unref(f);
+  if (s->orphan) return rc < 0 ? rc : -ECANCELED;
+  s->busy--;
+  s->forever = NULL;
+  asyncio_server_close(s);
+  int wrc = asyncio_server_wait_closed(s);
+  if (rc < 0) return rc; /* cancelled: Python closes, waits, re-raises */
+  return wrc;
+}
+
+/* ---- creation --------------------------------------------------------------------------- */
+
+int asyncio__server_new(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
+                        void *factory_arg, const int *fds, size_t nfds,
+                        const asyncio_server_options_t *o, const char *unix_path,
+                        asyncio_server_t **out) {
+  asyncio__net_t *net;
+  int rc = asyncio__net_get(loop, &net);
+  if (rc) return rc;
+  asyncio_server_t *s = asyncio__calloc(sizeof *s);
+  if (!s) return -ENOMEM;
+  s->ls = asyncio__calloc(nfds * sizeof *s->ls);
+  if (!s->ls || (unix_path && !(s->unix_path = asyncio__strdup(unix_path)))) {
+    if (s->ls) asyncio__free(s->ls, nfds * sizeof *s->ls);
+    asyncio__free(s, sizeof *s);
+    return -ENOMEM;
+  }
+  s->loop = loop;
+  s->factory = factory;
+  s->factory_arg = factory_arg;
+  s->nls = nfds;
+  for (size_t i = 0; i < nfds; i++) {
+    s->ls[i].s = s;
+    s->ls[i].fd = fds[i];
+  }
+  s->backlog = o && o->backlog > 0 ? o->backlog : 100;
+  s->keep_alive = o && o->keep_alive;
+  s->retry_delay = o && o->accept_retry_delay > 0 ? o->accept_retry_delay : ACCEPT_RETRY_DELAY;
+  s->cleanup = !(o && o->cleanup_socket < 0);
+  if (s->unix_path) {
+    struct stat st;
+    if (stat(s->unix_path, &st) == 0) {
+      s->dev = st.st_dev;
+      s->ino = st.st_ino;
+    }
+  }
+  s->res.destroy = server_destroy;
+  asyncio__res_link(loop, &s->res);
+  if (!(o && o->start_serving < 0)) {
+    rc = start_serving(s);
+    if (rc == 0) rc = asyncio_sleep(0);
+    if (rc < 0) {
+      /* Hand the sockets back: the caller closes them. */
+      for (size_t i = 0; i < s->nls; i++) {
+        listener_off(&s->ls[i]);
+        s->ls[i].fd = -1;
+      }
+      asyncio__strfree(s->unix_path);
+      s->unix_path = NULL;
+      s->nls = 0;
+      asyncio__res_unlink(loop, &s->res);
+      asyncio__free(s->ls, nfds * sizeof *s->ls);
+      asyncio__free(s, sizeof *s);
+      return rc;
+    }
+  }
+  *out = s;
+  return 0;
+}
+
+static int same_sockaddr(const asyncio__addr_t *a, const asyncio__addr_t *b) {
+  return a->family == b->family && a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
+
+ASYNCIO_API int asyncio_loop_create_server(asyncio_loop_t *loop,
+                                           asyncio_protocol_factory_fn factory,
+                                           void *factory_arg, const char *host, int port,
+                                           const asyncio_server_options_t *o,
+                                           asyncio_server_t **server) {
+  if (server) *server = NULL;
+  if (!loop || !factory || !server) return -EINVAL;
+  int use_sock = o && o->use_sock;
+  if (use_sock ? (host || (o->hosts && o->hosts[0]) || o->sock < 0) : (port < 0 || port > 65535))
+    return -EINVAL;
+  if (o && (o->backlog < 0 || o->accept_retry_delay < 0)) return -EINVAL;
+  int rc = asyncio__check_thread(loop);
+  if (rc) return rc;
+  if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;
+  if (use_sock) {
+    int type = 0;
+    socklen_t sl = sizeof type;
+    if (getsockopt(o->sock, SOL_SOCKET, SO_TYPE, &type, &sl) < 0) return -ENOTSOCK;
+    if (type != SOCK_STREAM) return -EINVAL;
+    rc = asyncio__set_nonblock(o->sock);
+    if (rc) return rc;
+    return asyncio__server_new(loop, factory, factory_arg, &o->sock, 1, o, NULL, server);
+  }
+  if (host && !*host) host = NULL; /* Python: '' means every interface, like None */
+  const char *one[2] = {host, NULL};
+  const char *const *hosts = host ? one : (o && o->hosts && o->hosts[0]) ? o->hosts : one;
+  size_t nh = 0;
+  while (hosts == one ? nh < 1 : hosts[nh] != NULL) nh++;
+  int family = o ? o->family : 0;
+  int flags = (o ? o->flags : 0) | AI_PASSIVE;
+  /* Resolve every host; one socket per distinct address. */
+  asyncio__addrs_t all = {0};
+  size_t allcap = 0; /* entries allocated in all.v (duplicates are dropped) */
+  for (size_t i = 0; i < nh; i++) {
+    asyncio__addrs_t a;
+    rc = asyncio__resolve(hosts[i], port, family, SOCK_STREAM, 0, flags, &a);
+    if (rc) {
+      if (all.v) asyncio__free(all.v, allcap * sizeof *all.v);
+      return rc;
+    }
+    void *p = asyncio__realloc(all.v, allcap * sizeof *all.v, (allcap + a.n) * sizeof *all.v);
+    if (!p) {
+      asyncio__addrs_free(&a);
+      if (all.v) asyncio__free(all.v, allcap * sizeof *all.v);
+      return -ENOMEM;
+    }
+    all.v = p;
+    allcap += a.n;
+    for (size_t j = 0; j < a.n; j++) {
+      int dup = 0;
+      for (size_t k = 0; k < all.n && !dup; k++) dup = same_sockaddr(&all.v[k], &a.v[j]);
+      if (!dup) all.v[all.n++] = a.v[j];
+    }
+    asyncio__addrs_free(&a);
+  }
+  size_t cap = all.n;
+  int *fds = asyncio__alloc((all.n ? all.n : 1) * sizeof *fds);
+  if (!fds) {
+    asyncio__free(all.v, allcap * sizeof *all.v);
+    return -ENOMEM;
+  }
+  size_t nfds = 0;
+  int reuse_addr = !(o && o->reuse_address < 0);
+  for (size_t i = 0; i < all.n; i++) {
+    asyncio__addr_t *a = &all.v[i];
+    int fd = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0) {
+      /* Python skips families the system does not support (EAFNOSUPPORT). */
+      if (errno == EAFNOSUPPORT) continue;
+      rc = -errno;
+      break;
+    }
+    fds[nfds++] = fd;
+    int on = 1;
+    if (reuse_addr && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0) {
+      rc = -errno;
+      break;
+    }
+    if (o && o->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) {
+      rc = -errno;
+      break;
+    }
+    /* Disable IPv4/IPv6 dual stack: the IPv4 address gets its own socket. */
+    if (a->family == AF_INET6) (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
+      rc = -errno;
+      break;
+    }
+  }
+  asyncio__free(all.v, allcap * sizeof *all.v);
+  if (rc == 0 && nfds == 0) rc = -EAFNOSUPPORT;
+  if (rc == 0) rc = asyncio__server_new(loop, factory, factory_arg, fds, nfds, o, NULL, server);
+  if (rc < 0)
+    for (size_t i = 0; i < nfds; i++) close(fds[i]);
+  asyncio__free(fds, cap ? cap * sizeof *fds : sizeof *fds);
+  return rc;
+}

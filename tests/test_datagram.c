@@ -1,0 +1,284 @@
+/*
+ * test_datagram.c - datagram endpoints and pipe transports
+ * (create_datagram_endpoint, connect_read_pipe, connect_write_pipe in
+ * include/asyncio/transports.h).
+ *
+ * Python origin: selector_events._SelectorDatagramTransport,
+ * base_events.create_datagram_endpoint, unix_events._UnixReadPipeTransport
+ * and _UnixWritePipeTransport; Lib/test/test_asyncio/test_selector_events.py
+ * (SelectorDatagramTransportTests), test_unix_events.py (pipe transports).
+ */
+#include "net_helpers.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+typedef struct dctx {
+  peer_t srv, cli;
+  int rc;
+} dctx_t;
+
+static int local_port(asyncio_transport_t *t) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (asyncio_transport_get_sockname(t, (struct sockaddr *)&ss, &sl) < 0) return -1;
+  return ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                                 : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* ---- UDP --------------------------------------------------------------------------- */
+
+static int udp_echo_main(void *arg) {
+  dctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  const char *host = c->rc ? "::1" : "127.0.0.1";
+  c->srv.echo = true;
+  asyncio_datagram_options_t so = {.local_host = host, .local_port = 0};
+  asyncio_transport_t *st = NULL, *ct = NULL;
+  void *inst = NULL;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->srv, &so, &st, &inst), 0);
+  if (!st) return -1;
+  CHECK(inst == &c->srv && c->srv.made == 1);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_peername(st, (struct sockaddr *)&ss, &sl), -ENOTCONN);
+  int port = local_port(st);
+  asyncio_datagram_options_t co = {.remote_host = host, .remote_port = port};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &co, &ct, NULL), 0);
+  if (!ct) return -1;
+  sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_peername(ct, (struct sockaddr *)&ss, &sl), 0);
+  CHECK(!asyncio_transport_can_write_eof(ct));
+  CHECK_RC(asyncio_transport_write(ct, "x", 1), -EOPNOTSUPP);
+  CHECK_RC(asyncio_transport_sendto(ct, "ping", 4, NULL, 0), 0);
+  WAIT_UNTIL(c->cli.ndgrams == 1);
+  CHECK(c->cli.ndata == 4 && memcmp(c->cli.data, "ping", 4) == 0);
+  CHECK(c->srv.ndgrams == 1);
+  CHECK(c->srv.fromlen > 0 && c->srv.from.ss_family == (c->rc ? AF_INET6 : AF_INET));
+  /* Connected: sending to another address is refused (Python's ValueError); the peer's is fine. */
+  struct sockaddr_in other = {0};
+  other.sin_family = AF_INET;
+  other.sin_port = htons(9);
+  other.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK_RC(asyncio_transport_sendto(ct, "x", 1, (struct sockaddr *)&other, sizeof other), -EINVAL);
+  sl = sizeof ss;
+  asyncio_transport_get_peername(ct, (struct sockaddr *)&ss, &sl);
+  CHECK_RC(asyncio_transport_sendto(ct, "pong", 4, (struct sockaddr *)&ss, sl), 0);
+  WAIT_UNTIL(c->cli.ndgrams == 2);
+  /* Unconnected: an address is required.  Empty datagrams are allowed (3.12). */
+  CHECK_RC(asyncio_transport_sendto(st, "x", 1, NULL, 0), -EINVAL);
+  CHECK_RC(asyncio_transport_sendto(ct, "", 0, NULL, 0), 0);
+  WAIT_UNTIL(c->srv.ndgrams == 3);
+  CHECK(c->srv.ndata == 0);
+  CHECK_RC(asyncio_transport_close(ct), 0);
+  CHECK_RC(asyncio_transport_sendto(ct, "late", 4, NULL, 0), 0); /* ignored */
+  CHECK_RC(asyncio_transport_close(st), 0);
+  WAIT_UNTIL(c->cli.lost && c->srv.lost);
+  CHECK(c->cli.lost_err == 0 && c->srv.lost_err == 0 && c->cli.errs == 0);
+  return 0;
+}
+
+TEST(udp_echo) {
+  dctx_t c = {0};
+  assert_ok(run_main(udp_echo_main, &c));
+  ASSERT_SOFT();
+}
+
+TEST(udp_echo_ipv6) {
+  if (!have_ipv6()) skip();
+  dctx_t c = {.rc = 1};
+  assert_ok(run_main(udp_echo_main, &c));
+  ASSERT_SOFT();
+}
+
+static int udp_lost_peer_main(void *arg) {
+  dctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  /* A port that was just released: nobody listens. */
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t sl = sizeof sin;
+  bind(fd, (struct sockaddr *)&sin, sizeof sin);
+  getsockname(fd, (struct sockaddr *)&sin, &sl);
+  close(fd);
+  asyncio_datagram_options_t co = {.remote_host = "127.0.0.1", .remote_port = ntohs(sin.sin_port)};
+  asyncio_transport_t *ct = NULL;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &co, &ct, NULL), 0);
+  if (!ct) return -1;
+  /* The ICMP port unreachable comes back as ECONNREFUSED on a connected socket. */
+  for (int i = 0; i < 50 && !c->cli.errs; i++) {
+    CHECK_RC(asyncio_transport_sendto(ct, "hello?", 6, NULL, 0), 0);
+    CHECK_RC(asyncio_sleep(0.001), 0);
+  }
+  WAIT_UNTIL(c->cli.errs >= 1);
+  CHECK(c->cli.last_err == -ECONNREFUSED);
+  CHECK(!asyncio_transport_is_closing(ct)); /* error_received does not close */
+  CHECK(c->cli.lost == 0);
+  CHECK_RC(asyncio_transport_abort(ct), 0);
+  WAIT_UNTIL(c->cli.lost);
+  return 0;
+}
+
+TEST(udp_lost_peer_error_received) {
+  dctx_t c = {0};
+  assert_ok(run_main(udp_lost_peer_main, &c));
+  ASSERT_SOFT();
+}
+
+static int udp_args_main(void *arg) {
+  dctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_transport_t *t = NULL;
+  asyncio_datagram_options_t none = {0};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &none, &t, NULL),
+           -EINVAL);
+  /* family alone: an unbound socket (Python's family=AF_INET). */
+  asyncio_datagram_options_t fam = {.family = AF_INET};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &fam, &t, NULL), 0);
+  if (t) {
+    /* reuse_port and allow_broadcast on a bound one */
+    asyncio_datagram_options_t b = {.local_host = "127.0.0.1", .reuse_port = true,
+                                    .allow_broadcast = true};
+    asyncio_transport_t *t2 = NULL;
+    CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->srv, &b, &t2, NULL),
+             0);
+    if (t2) {
+      int one = 0;
+      socklen_t sl = sizeof one;
+      getsockopt(asyncio_transport_get_fd(t2), SOL_SOCKET, SO_BROADCAST, &one, &sl);
+      CHECK(one == 1);
+      asyncio_transport_close(t2);
+    }
+    asyncio_transport_close(t);
+    WAIT_UNTIL(c->cli.lost && c->srv.lost);
+  }
+  /* sock= with other options is refused; a stream socket is refused. */
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  asyncio_datagram_options_t bad = {.use_sock = true, .sock = s};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &bad, &t, NULL),
+           -EINVAL);
+  bad.reuse_port = true;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &bad, &t, NULL),
+           -EINVAL);
+  close(s);
+  return 0;
+}
+
+TEST(udp_arguments_and_options) {
+  dctx_t c = {0};
+  assert_ok(run_main(udp_args_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- pipes ------------------------------------------------------------------------------- */
+
+static int pipes_main(void *arg) {
+  dctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int p[2];
+  CHECK(pipe2(p, O_CLOEXEC) == 0);
+  asyncio_transport_t *rt = NULL, *wt = NULL;
+  CHECK_RC(asyncio_loop_connect_read_pipe(loop, peer_factory, &c->srv, p[0], &rt, NULL), 0);
+  CHECK_RC(asyncio_loop_connect_write_pipe(loop, peer_factory, &c->cli, p[1], &wt, NULL), 0);
+  if (!rt || !wt) return -1;
+  CHECK(asyncio_transport_can_write_eof(wt));
+  CHECK(!asyncio_transport_can_write_eof(rt));
+  CHECK_RC(asyncio_transport_write(rt, "x", 1), -EOPNOTSUPP);
+  CHECK_RC(asyncio_transport_pause_reading(wt), -EOPNOTSUPP);
+  CHECK(asyncio_transport_is_reading(rt));
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_peername(rt, (struct sockaddr *)&ss, &sl), -ENOTCONN);
+  CHECK(asyncio_transport_get_fd(rt) == p[0]);
+  /* 1 MiB: more than a pipe holds, so the write pipe buffers and drains. */
+  static char big[1 << 20];
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (char)(i * 7);
+  uint64_t sum = fnv(FNV_INIT, big, sizeof big);
+  CHECK_RC(asyncio_transport_write(wt, big, sizeof big), 0);
+  CHECK(asyncio_transport_get_write_buffer_size(wt) > 0);
+  CHECK_RC(asyncio_transport_close(wt), 0); /* close = write_eof: flush, then close */
+  CHECK(asyncio_transport_is_closing(wt));
+  CHECK_RC(asyncio_transport_write(wt, "late", 4), 0); /* ignored */
+  WAIT_UNTIL(c->srv.lost == 1);
+  CHECK(c->srv.nrecv == sizeof big && c->srv.sum == sum);
+  CHECK(c->srv.eofs == 1 && c->srv.lost_err == 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == 0);
+  return 0;
+}
+
+TEST(read_and_write_pipes) {
+  dctx_t c = {0};
+  assert_ok(run_main(pipes_main, &c));
+  ASSERT_SOFT();
+}
+
+static int pipe_reader_gone_main(void *arg) {
+  dctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int p[2];
+  CHECK(pipe2(p, O_CLOEXEC) == 0);
+  asyncio_transport_t *wt = NULL;
+  CHECK_RC(asyncio_loop_connect_write_pipe(loop, peer_factory, &c->cli, p[1], &wt, NULL), 0);
+  if (!wt) return -1;
+  if (c->rc) {
+    /* Data still buffered when the reader goes: EPIPE (BrokenPipeError). */
+    static char big[1 << 20];
+    CHECK_RC(asyncio_transport_write(wt, big, sizeof big), 0);
+    CHECK(asyncio_transport_get_write_buffer_size(wt) > 0);
+  }
+  close(p[0]);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == (c->rc ? -EPIPE : 0));
+  return 0;
+}
+
+TEST(write_pipe_reader_closed) {
+  dctx_t c = {0};
+  assert_ok(run_main(pipe_reader_gone_main, &c));
+  ASSERT_SOFT();
+}
+
+TEST(write_pipe_reader_closed_with_data) {
+  dctx_t c = {.rc = 1};
+  assert_ok(run_main(pipe_reader_gone_main, &c));
+  ASSERT_SOFT();
+}
+
+static int pipe_args_main(void *arg) {
+  dctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_transport_t *t = NULL;
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/asyncio-test-file-%d", (int)getpid());
+  int fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  unlink(path);
+  CHECK_RC(asyncio_loop_connect_read_pipe(loop, peer_factory, &c->cli, fd, &t, NULL), -EINVAL);
+  CHECK_RC(asyncio_loop_connect_write_pipe(loop, peer_factory, &c->cli, fd, &t, NULL), -EINVAL);
+  close(fd);
+  CHECK_RC(asyncio_loop_connect_read_pipe(loop, peer_factory, &c->cli, -1, &t, NULL), -EBADF);
+  /* A read pipe paused, resumed, and closed by the protocol side. */
+  int p[2];
+  CHECK(pipe2(p, O_CLOEXEC) == 0);
+  CHECK_RC(asyncio_loop_connect_read_pipe(loop, peer_factory, &c->cli, p[0], &t, NULL), 0);
+  if (!t) return -1;
+  CHECK_RC(asyncio_transport_pause_reading(t), 0);
+  CHECK(write(p[1], "abc", 3) == 3);
+  for (int i = 0; i < 3; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(c->cli.nrecv == 0);
+  CHECK_RC(asyncio_transport_resume_reading(t), 0);
+  WAIT_UNTIL(c->cli.nrecv == 3);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.eofs == 0);
+  close(p[1]);
+  return 0;
+}
+
+TEST(pipe_arguments_and_pause) {
+  dctx_t c = {0};
+  assert_ok(run_main(pipe_args_main, &c));
+  ASSERT_SOFT();
+}

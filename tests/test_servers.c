@@ -1,0 +1,593 @@
+/*
+ * test_servers.c - create_server, create_unix_server and asyncio.Server
+ * (include/asyncio/servers.h).
+ *
+ * Python origin: Lib/asyncio/base_events.py (Server, create_server),
+ * selector_events.py (_accept_connection with its EMFILE back-off),
+ * unix_events.py (create_unix_server, cleanup_socket), and
+ * Lib/test/test_asyncio/test_server.py, test_base_events.py.
+ */
+#include "net_helpers.h"
+
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "../src/selector_events.h" /* asyncio__sys: injected accept() faults */
+
+typedef struct sctx {
+  pool_t pool;
+  peer_t cli[4];
+  asyncio_server_t *srv;
+  int rc, rc2, order_done;
+  int done;
+} sctx_t;
+
+static int connect_to(peer_t *p, const char *host, int port, asyncio_transport_t **t) {
+  return asyncio_loop_create_connection(asyncio_get_running_loop(), peer_factory, p, host, port,
+                                        NULL, t, NULL);
+}
+
+/* ---- several hosts ------------------------------------------------------------------ */
+
+static int hosts_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.echo = true;
+  const char *hosts[] = {"127.0.0.1", "::1", "127.0.0.1", NULL}; /* duplicates fold */
+  asyncio_server_options_t o = {.hosts = hosts};
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, NULL, 0, &o, &srv), 0);
+  if (!srv) return -1;
+  CHECK(asyncio_server_is_serving(srv));
+  CHECK(asyncio_server_get_loop(srv) == loop);
+  int fds[4];
+  CHECK(asyncio_server_sockets(srv, fds, 4) == 2);
+  const char *names[2] = {"127.0.0.1", "::1"};
+  asyncio_transport_t *t[2] = {0};
+  for (int i = 0; i < 2; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fds[i], (struct sockaddr *)&ss, &sl);
+    const char *h = ss.ss_family == AF_INET ? names[0] : names[1];
+    CHECK_RC(connect_to(&c->cli[i], h, server_port(srv, i), &t[i]), 0);
+    if (!t[i]) return -1;
+    CHECK_RC(asyncio_transport_write(t[i], "x", 1), 0);
+  }
+  WAIT_UNTIL(c->cli[0].nrecv == 1 && c->cli[1].nrecv == 1);
+  for (int i = 0; i < 2; i++) CHECK_RC(asyncio_transport_close(t[i]), 0);
+  WAIT_UNTIL(c->pool.n == 2 && c->pool.peers[0].lost && c->pool.peers[1].lost);
+  CHECK_RC(asyncio_server_close(srv), 0);
+  CHECK(!asyncio_server_is_serving(srv));
+  CHECK(asyncio_server_sockets(srv, fds, 4) == 0);
+  CHECK_RC(asyncio_server_wait_closed(srv), 0);
+  CHECK_RC(asyncio_server_free(srv), 0);
+  return 0;
+}
+
+TEST(server_several_hosts) {
+  if (!have_ipv6()) skip();
+  sctx_t c = {0};
+  assert_ok(run_main(hosts_main, &c));
+  ASSERT_SOFT();
+}
+
+static int all_interfaces_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = NULL;
+  /* host=None: every interface, one socket per family, each with its own port. */
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, NULL, 0, NULL, &srv), 0);
+  if (!srv) return -1;
+  int n = asyncio_server_sockets(srv, NULL, 0);
+  CHECK(n >= 1);
+  asyncio_transport_t *t = NULL;
+  int fds[4];
+  asyncio_server_sockets(srv, fds, 4);
+  int port4 = -1;
+  for (int i = 0; i < n && i < 4; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fds[i], (struct sockaddr *)&ss, &sl);
+    if (ss.ss_family == AF_INET) port4 = server_port(srv, i);
+  }
+  CHECK(port4 > 0);
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", port4, &t), 0);
+  if (t) CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli[0].lost && c->pool.n == 1 && c->pool.peers[0].lost);
+  CHECK_RC(asyncio_server_free(srv), 0); /* free closes */
+  return 0;
+}
+
+TEST(server_all_interfaces) {
+  sctx_t c = {0};
+  assert_ok(run_main(all_interfaces_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- reuse_port / reuse_address ----------------------------------------------------- */
+
+static int reuse_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t o = {.reuse_port = true};
+  asyncio_server_t *a = NULL, *b = NULL, *x = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &o, &a), 0);
+  if (!a) return -1;
+  int port = server_port(a, 0);
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", port, &o, &b),
+           0);
+  /* Without SO_REUSEPORT the port is taken. */
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", port, NULL, &x),
+           -EADDRINUSE);
+  CHECK(x == NULL);
+  if (b) CHECK(server_port(b, 0) == port);
+  CHECK_RC(asyncio_server_free(a), 0);
+  if (b) CHECK_RC(asyncio_server_free(b), 0);
+  /* Bad arguments. */
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", -1, NULL, &x),
+           -EINVAL);
+  CHECK_RC(asyncio_loop_create_server(loop, NULL, &c->pool, "127.0.0.1", 0, NULL, &x), -EINVAL);
+  return 0;
+}
+
+TEST(server_reuse_port) {
+  sctx_t c = {0};
+  assert_ok(run_main(reuse_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- start_serving ----------------------------------------------------------------------- */
+
+static int start_serving_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t o = {.start_serving = -1};
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &o, &srv), 0);
+  if (!srv) return -1;
+  CHECK(!asyncio_server_is_serving(srv));
+  int port = server_port(srv, 0);
+  asyncio_transport_t *t = NULL;
+  /* Bound but not listening (Python listens in start_serving): refused. */
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", port, &t), -ECONNREFUSED);
+  CHECK_RC(asyncio_server_start_serving(srv), 0);
+  CHECK(asyncio_server_is_serving(srv));
+  CHECK_RC(asyncio_server_start_serving(srv), 0); /* idempotent */
+  CHECK_RC(connect_to(&c->cli[1], "127.0.0.1", port, &t), 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  if (t) CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli[1].lost && c->pool.peers[0].lost);
+  CHECK_RC(asyncio_server_close(srv), 0);
+  CHECK_RC(asyncio_server_start_serving(srv), ASYNCIO_EINVALIDSTATE);
+  CHECK_RC(asyncio_server_serve_forever(srv), ASYNCIO_EINVALIDSTATE);
+  CHECK_RC(asyncio_server_free(srv), 0);
+  return 0;
+}
+
+TEST(server_start_serving_later) {
+  sctx_t c = {0};
+  assert_ok(run_main(start_serving_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- serve_forever ------------------------------------------------------------------------ */
+
+static int forever_task(void *arg) {
+  sctx_t *c = arg;
+  c->rc = asyncio_server_serve_forever(c->srv);
+  c->done = 1;
+  return c->rc;
+}
+
+static int serve_forever_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t o = {.start_serving = -1};
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &o, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  asyncio_task_t *task = NULL;
+  CHECK_RC(asyncio_create_task(&task, forever_task, c, NULL), 0);
+  CHECK_RC(asyncio_sleep(0), 0);
+  CHECK(asyncio_server_is_serving(c->srv)); /* serve_forever starts serving */
+  CHECK_RC(asyncio_server_serve_forever(c->srv), ASYNCIO_EINVALIDSTATE); /* already */
+  CHECK_RC(asyncio_server_free(c->srv), -EBUSY);
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", server_port(c->srv, 0), &t), 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  CHECK_RC(asyncio_task_cancel(task, NULL), 1);
+  for (int i = 0; i < 5; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  /* Cancelled: the server closed, and serve_forever waits for the open connection. */
+  CHECK(!asyncio_server_is_serving(c->srv));
+  CHECK(!c->done);
+  if (t) CHECK_RC(asyncio_transport_close(t), 0);
+  CHECK_RC(asyncio_await(task, NULL), -ECANCELED);
+  CHECK(c->rc == -ECANCELED);
+  CHECK(c->pool.peers[0].lost == 1);
+  asyncio_task_free(task);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(serve_forever_cancelled) {
+  sctx_t c = {0};
+  assert_ok(run_main(serve_forever_main, &c));
+  ASSERT_SOFT();
+}
+
+static int serve_forever_close_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  asyncio_task_t *task = NULL;
+  CHECK_RC(asyncio_create_task(&task, forever_task, c, NULL), 0);
+  CHECK_RC(asyncio_sleep(0), 0);
+  CHECK_RC(asyncio_server_close(c->srv), 0);
+  CHECK_RC(asyncio_await(task, NULL), 0); /* closed, not cancelled: 0 */
+  asyncio_task_free(task);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(serve_forever_ended_by_close) {
+  sctx_t c = {0};
+  assert_ok(run_main(serve_forever_close_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- wait_closed, close_clients, abort_clients ------------------------------------------- */
+
+static int waiter_task(void *arg) {
+  sctx_t *c = arg;
+  c->rc2 = asyncio_server_wait_closed(c->srv);
+  c->order_done = ++g_seq;
+  return c->rc2;
+}
+
+static int wait_closed_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", server_port(c->srv, 0), &t), 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  /* 3.12.1: wait_closed called before close waits for close and for the clients. */
+  asyncio_task_t *w = NULL;
+  CHECK_RC(asyncio_create_task(&w, waiter_task, c, NULL), 0);
+  for (int i = 0; i < 3; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(!asyncio_future_done(w));
+  CHECK_RC(asyncio_server_close(c->srv), 0);
+  for (int i = 0; i < 3; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(!asyncio_future_done(w)); /* the accepted connection is still open */
+  CHECK(c->pool.peers[0].lost == 0);
+  if (t) CHECK_RC(asyncio_transport_close(t), 0);
+  CHECK_RC(asyncio_await(w, NULL), 0);
+  CHECK(c->pool.peers[0].lost == 1);
+  CHECK(c->pool.peers[0].order < c->order_done); /* after the server side's connection_lost */
+  asyncio_task_free(w);
+  CHECK_RC(asyncio_server_wait_closed(c->srv), 0); /* at once now */
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(wait_closed_waits_for_connections) {
+  sctx_t c = {0};
+  assert_ok(run_main(wait_closed_main, &c));
+  ASSERT_SOFT();
+}
+
+static int clients_main(void *arg) {
+  sctx_t *c = arg;
+  bool do_abort = c->rc;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  asyncio_transport_t *t[3] = {0};
+  for (int i = 0; i < 3; i++) {
+    c->cli[i].keep_open = false;
+    CHECK_RC(connect_to(&c->cli[i], "127.0.0.1", server_port(c->srv, 0), &t[i]), 0);
+  }
+  WAIT_UNTIL(c->pool.n == 3 && c->pool.peers[2].made);
+  CHECK_RC(asyncio_server_close(c->srv), 0);
+  if (do_abort) {
+    static char chunk[1 << 20];
+    /* Fill a server-side buffer: abort drops it, close would flush it. */
+    c->cli[0].pause_on_made = false;
+    CHECK_RC(asyncio_transport_pause_reading(t[0]), 0);
+    for (int i = 0; i < 8; i++)
+      CHECK_RC(asyncio_transport_write(c->pool.peers[0].t, chunk, sizeof chunk), 0);
+    CHECK(asyncio_transport_get_write_buffer_size(c->pool.peers[0].t) > 0);
+    CHECK_RC(asyncio_server_abort_clients(c->srv), 0);
+  } else {
+    CHECK_RC(asyncio_server_close_clients(c->srv), 0);
+  }
+  CHECK_RC(asyncio_server_wait_closed(c->srv), 0);
+  for (int i = 0; i < 3; i++) CHECK(c->pool.peers[i].lost == 1 && c->pool.peers[i].lost_err == 0);
+  if (do_abort) CHECK_RC(asyncio_transport_resume_reading(t[0]), 0);
+  WAIT_UNTIL(c->cli[0].lost && c->cli[1].lost && c->cli[2].lost);
+  for (int i = 1; i < 3; i++) CHECK(c->cli[i].eofs == 1); /* an orderly FIN */
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(close_clients) {
+  sctx_t c = {0};
+  assert_ok(run_main(clients_main, &c));
+  ASSERT_SOFT();
+}
+
+TEST(abort_clients) {
+  sctx_t c = {.rc = 1};
+  assert_ok(run_main(clients_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- EMFILE on accept ------------------------------------------------------------------------ */
+
+typedef struct emfile_ctx {
+  sctx_t s;
+  int fillers[4096];
+  int nfill;
+  int reports, last_err;
+  struct rlimit old;
+} emfile_ctx_t;
+
+static void free_fillers(emfile_ctx_t *e) {
+  while (e->nfill) close(e->fillers[--e->nfill]);
+}
+
+static void emfile_handler(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  emfile_ctx_t *e = ud;
+  e->reports++;
+  e->last_err = ctx->error;
+  /* Free the descriptors: the retry after the back-off must succeed. */
+  free_fillers(e);
+}
+
+static int emfile_main(void *arg) {
+  emfile_ctx_t *e = arg;
+  sctx_t *c = &e->s;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t o = {.accept_retry_delay = 0.02};
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &o, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, emfile_handler, e), 0);
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)server_port(c->srv, 0));
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  /* Fill the descriptor table under a lowered limit, then let a client in. */
+  int probe = dup(cfd); /* the lowest free descriptor number */
+  close(probe);
+  getrlimit(RLIMIT_NOFILE, &e->old);
+  struct rlimit lim = e->old;
+  lim.rlim_cur = (rlim_t)probe + 64;
+  CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0);
+  for (;;) {
+    int fd = dup(cfd);
+    if (fd < 0) break;
+    if (e->nfill == 4096) {
+      close(fd);
+      break;
+    }
+    e->fillers[e->nfill++] = fd;
+  }
+  CHECK(errno == EMFILE);
+  CHECK(connect(cfd, (struct sockaddr *)&sin, sizeof sin) == 0); /* the kernel completes it */
+  WAIT_UNTIL(c->pool.n == 1);
+  CHECK(e->reports == 1); /* one failure, then the back-off: no spinning */
+  CHECK(e->last_err == -EMFILE);
+  CHECK(e->nfill == 0);
+  CHECK(asyncio_server_is_serving(c->srv));
+  WAIT_UNTIL(c->pool.peers[0].made);
+  close(cfd);
+  WAIT_UNTIL(c->pool.peers[0].lost);
+  setrlimit(RLIMIT_NOFILE, &e->old);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(accept_emfile_backoff_and_recovery) {
+  static emfile_ctx_t e;
+  memset(&e, 0, sizeof e);
+  assert_ok(run_main(emfile_main, &e));
+  free_fillers(&e);
+  ASSERT_SOFT();
+}
+
+/* ---- Unix sockets ---------------------------------------------------------------------------- */
+
+typedef struct unix_ctx {
+  sctx_t s;
+  char path[108];
+  bool abstract;
+} unix_ctx_t;
+
+static int unix_main(void *arg) {
+  unix_ctx_t *u = arg;
+  sctx_t *c = &u->s;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.echo = true;
+  if (!u->abstract) {
+    /* A stale socket file from an earlier run. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {0};
+    un.sun_family = AF_UNIX;
+    strcpy(un.sun_path, u->path);
+    CHECK(bind(fd, (struct sockaddr *)&un, sizeof un) == 0);
+    close(fd);
+  }
+  CHECK_RC(asyncio_loop_create_unix_server(loop, pool_factory, &c->pool, u->path, NULL, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  struct stat st;
+  if (!u->abstract) CHECK(stat(u->path, &st) == 0 && S_ISSOCK(st.st_mode));
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli[0], u->path, NULL, &t,
+                                               NULL),
+           0);
+  if (!t) return -1;
+  CHECK_RC(asyncio_transport_write(t, "unix!", 5), 0);
+  WAIT_UNTIL(c->cli[0].nrecv == 5);
+  CHECK(memcmp(c->cli[0].data, "unix!", 5) == 0);
+  CHECK_RC(asyncio_transport_write_eof(t), 0);
+  WAIT_UNTIL(c->cli[0].lost && c->pool.peers[0].lost);
+  CHECK_RC(asyncio_server_close(c->srv), 0);
+  if (!u->abstract) CHECK(stat(u->path, &st) < 0 && errno == ENOENT); /* cleaned up */
+  CHECK_RC(asyncio_server_wait_closed(c->srv), 0);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  /* Nobody there any more. */
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli[1], u->path, NULL, &t,
+                                               NULL),
+           u->abstract ? -ECONNREFUSED : -ENOENT);
+  char longp[200];
+  memset(longp, 'a', sizeof longp - 1);
+  longp[sizeof longp - 1] = 0;
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli[1], longp, NULL, &t,
+                                               NULL),
+           -ENAMETOOLONG);
+  return 0;
+}
+
+TEST(unix_server_and_client) {
+  static unix_ctx_t u;
+  memset(&u, 0, sizeof u);
+  snprintf(u.path, sizeof u.path, "/tmp/asyncio-test-%d.sock", (int)getpid());
+  assert_ok(run_main(unix_main, &u));
+  unlink(u.path);
+  ASSERT_SOFT();
+}
+
+TEST(unix_abstract_namespace) {
+  static unix_ctx_t u;
+  memset(&u, 0, sizeof u);
+  u.abstract = true;
+  snprintf(u.path, sizeof u.path, "@asyncio-test-%d", (int)getpid());
+  assert_ok(run_main(unix_main, &u));
+  ASSERT_SOFT();
+}
+
+/* ---- factories that refuse, keep_alive ---------------------------------------------------- */
+
+static int refusing_factory(void *arg, const asyncio_protocol_t **proto, void **inst) {
+  (*(int *)arg)++;
+  return -EPERM;
+}
+
+static void count_reports(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  sctx_t *c = ud;
+  c->rc2++;
+  CHECK(ctx->error == -EPERM);
+}
+
+static int refuse_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int calls = 0;
+  asyncio_server_options_t o = {.keep_alive = true};
+  CHECK_RC(asyncio_loop_create_server(loop, refusing_factory, &calls, "127.0.0.1", 0, &o, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, count_reports, c), 0);
+  asyncio_transport_t *t = NULL;
+  /* The server's factory refuses: reported, the socket closed, the client sees EOF. */
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", server_port(c->srv, 0), &t), 0);
+  WAIT_UNTIL(c->cli[0].lost == 1);
+  CHECK(calls == 1 && c->rc2 == 1);
+  CHECK(c->cli[0].lost_err == 0 || c->cli[0].lost_err == -ECONNRESET);
+  /* The client's factory refuses: create_connection returns its error, nothing leaks. */
+  int ccalls = 0;
+  CHECK_RC(asyncio_loop_create_connection(loop, refusing_factory, &ccalls, "127.0.0.1",
+                                          server_port(c->srv, 0), NULL, &t, NULL),
+           -EPERM);
+  CHECK(ccalls == 1 && t == NULL);
+  WAIT_UNTIL(calls == 2);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(factory_refuses_connection) {
+  sctx_t c = {0};
+  assert_ok(run_main(refuse_main, &c));
+  ASSERT_SOFT();
+}
+
+static int keepalive_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t o = {.keep_alive = true, .backlog = 5};
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &o, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", server_port(c->srv, 0), &t), 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  int on = 0;
+  socklen_t sl = sizeof on;
+  getsockopt(asyncio_transport_get_fd(c->pool.peers[0].t), SOL_SOCKET, SO_KEEPALIVE, &on, &sl);
+  CHECK(on == 1);
+  int nodelay = 0;
+  sl = sizeof nodelay;
+  getsockopt(asyncio_transport_get_fd(t), IPPROTO_TCP, TCP_NODELAY, &nodelay, &sl);
+  CHECK(nodelay == 1); /* _set_nodelay on client transports too */
+  if (t) CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli[0].lost && c->pool.peers[0].lost);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(server_keep_alive_and_nodelay) {
+  sctx_t c = {0};
+  assert_ok(run_main(keepalive_main, &c));
+  ASSERT_SOFT();
+}
+
+/* accept() failing with ECONNABORTED (the peer gave up) is skipped; the next accept works. */
+
+static int g_aborts;
+
+static int aborting_accept4(int fd, struct sockaddr *a, socklen_t *l, int fl) {
+  if (g_aborts > 0) {
+    g_aborts--;
+    errno = ECONNABORTED;
+    return -1;
+  }
+  return accept4(fd, a, l, fl);
+}
+
+static int accept_abort_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  asyncio__sys_t saved = asyncio__sys;
+  asyncio__sys.accept4 = aborting_accept4;
+  g_aborts = 2;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", server_port(c->srv, 0), &t), 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  CHECK(g_aborts == 0);
+  asyncio__sys = saved;
+  if (t) CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli[0].lost && c->pool.peers[0].lost);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(accept_connaborted_is_skipped) {
+  sctx_t c = {0};
+  assert_ok(run_main(accept_abort_main, &c));
+  ASSERT_SOFT();
+}

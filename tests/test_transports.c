@@ -1,0 +1,1145 @@
+/*
+ * test_transports.c - stream transports and create_connection
+ * (include/asyncio/transports.h, protocols.h).
+ *
+ * Python origin: Lib/asyncio/selector_events.py (_SelectorSocketTransport),
+ * base_events.py (create_connection, Happy Eyeballs), and the tests in
+ * Lib/test/test_asyncio/test_selector_events.py and test_base_events.py.
+ * Real sockets on 127.0.0.1 and ::1, port 0.  Nothing asserts timings:
+ * waits are bounded only to keep a broken test from hanging.
+ */
+#include "net_helpers.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+
+#include "../src/selector_events.h" /* the fake-resolver hook */
+
+typedef struct ctx {
+  const char *host;
+  bool buffered;
+  pool_t pool;
+  peer_t cli;
+  int rc;
+} ctx_t;
+
+static asyncio_server_t *start_server(ctx_t *c, const char *host) {
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(asyncio_get_running_loop(), pool_factory, &c->pool, host, 0,
+                                      NULL, &srv),
+           0);
+  return srv;
+}
+
+static int stop_server(asyncio_server_t *srv) {
+  CHECK_RC(asyncio_server_close(srv), 0);
+  CHECK_RC(asyncio_server_wait_closed(srv), 0);
+  CHECK_RC(asyncio_server_free(srv), 0);
+  return 0;
+}
+
+/* ---- echo round trips ---------------------------------------------------------- */
+
+static int echo_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.echo = true;
+  c->pool.tmpl.buffered = c->buffered;
+  asyncio_server_t *srv = start_server(c, c->host);
+  if (!srv) return -1;
+  int port = server_port(srv, 0);
+  c->cli.buffered = c->buffered;
+  asyncio_transport_t *t = NULL;
+  void *inst = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, c->host, port, NULL, &t,
+                                          &inst),
+           0);
+  if (!t) return -1;
+  CHECK(inst == &c->cli);
+  CHECK(c->cli.made == 1); /* connection_made ran before create_connection returned */
+  CHECK(c->cli.t == t);
+  CHECK_RC(asyncio_transport_write(t, "hello ", 6), 0);
+  struct iovec iov[2] = {{"wor", 3}, {"ld", 2}};
+  CHECK_RC(asyncio_transport_writelines(t, iov, 2), 0);
+  WAIT_UNTIL(c->cli.nrecv == 11);
+  CHECK(memcmp(c->cli.data, "hello world", 11) == 0);
+  CHECK(c->pool.n == 1 && c->pool.peers[0].made == 1);
+
+  /* get_extra_info */
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_peername(t, (struct sockaddr *)&ss, &sl), 0);
+  int pport = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                                      : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  CHECK(pport == port);
+  sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_sockname(t, (struct sockaddr *)&ss, &sl), 0);
+  CHECK(asyncio_transport_get_fd(t) >= 0);
+  CHECK(asyncio_transport_get_loop(t) == loop);
+  void *gi = NULL;
+  CHECK(asyncio_transport_get_protocol(t, &gi) ==
+        (c->buffered ? &proto_buffered : &proto_plain));
+  CHECK(gi == &c->cli);
+  CHECK(asyncio_transport_is_reading(t));
+  CHECK(!asyncio_transport_is_closing(t));
+  CHECK(asyncio_transport_can_write_eof(t));
+  CHECK(asyncio_transport_get_write_buffer_size(t) == 0);
+
+  CHECK_RC(asyncio_transport_close(t), 0);
+  CHECK(asyncio_transport_is_closing(t));
+  CHECK(!asyncio_transport_is_reading(t));
+  CHECK_RC(asyncio_transport_write(t, "x", 1), 0); /* ignored after close, as Python */
+  CHECK_RC(asyncio_transport_close(t), 0);         /* idempotent */
+  CHECK(c->cli.lost == 0);                         /* never from inside close() */
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == 0);
+  WAIT_UNTIL(c->pool.peers[0].lost == 1);
+  CHECK(c->pool.peers[0].eofs == 1);
+  CHECK(c->pool.peers[0].lost_err == 0);
+  return stop_server(srv);
+}
+
+TEST(echo_protocol) {
+  ctx_t c = {.host = "127.0.0.1"};
+  assert_ok(run_main(echo_main, &c));
+  ASSERT_SOFT();
+}
+
+TEST(echo_buffered_protocol) {
+  ctx_t c = {.host = "127.0.0.1", .buffered = true};
+  assert_ok(run_main(echo_main, &c));
+  ASSERT_SOFT();
+}
+
+TEST(echo_ipv6) {
+  if (!have_ipv6()) skip();
+  ctx_t c = {.host = "::1"};
+  assert_ok(run_main(echo_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- 64 MiB both ways ---------------------------------------------------------------- */
+
+#define BIG ((size_t)64 * 1024 * 1024)
+#define BLOCK ((size_t)256 * 1024)
+
+static int big_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  /* The server echoes with flow control: paused for writing -> stops reading. */
+  c->pool.tmpl.echo = c->pool.tmpl.flow_echo = c->pool.tmpl.echo_eof = true;
+  c->pool.tmpl.buffered = c->buffered;
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  c->cli.buffered = !c->buffered;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  unsigned char *block = malloc(BLOCK);
+  uint64_t sent = FNV_INIT, x = 88172645463325252ull;
+  for (size_t off = 0; off < BIG; off += BLOCK) {
+    for (size_t i = 0; i < BLOCK; i += 8) { /* xorshift: different bytes everywhere */
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      memcpy(block + i, &x, 8);
+    }
+    sent = fnv(sent, block, BLOCK);
+    CHECK_RC(asyncio_transport_write(t, block, BLOCK), 0);
+    /* A well-behaved producer: wait while the protocol is paused. */
+    WAIT_UNTIL(c->cli.paused == c->cli.resumed || c->cli.lost);
+    CHECK(asyncio_transport_get_write_buffer_size(t) <= 2 * BLOCK + ASYNCIO_WRITE_HIGH_WATER);
+  }
+  free(block);
+  CHECK_RC(asyncio_transport_write_eof(t), 0);
+  CHECK_RC(asyncio_transport_write(t, "x", 1), -EPIPE);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == 0);
+  CHECK(c->cli.nrecv == BIG);
+  CHECK(c->cli.sum == sent);
+  CHECK(c->cli.eofs == 1);
+  WAIT_UNTIL(c->pool.peers[0].lost == 1);
+  CHECK(c->pool.peers[0].nrecv == BIG);
+  CHECK(c->pool.peers[0].sum == sent);
+  CHECK(c->pool.peers[0].lost_err == 0);
+  CHECK(c->cli.paused >= 1); /* 64 MiB cannot go out without hitting the high-water mark */
+  return stop_server(srv);
+}
+
+TEST(transfer_64mib_both_ways) {
+  ctx_t c = {0};
+  assert_ok(run_main(big_main, &c));
+  ASSERT_SOFT();
+}
+
+TEST(transfer_64mib_buffered_server) {
+  ctx_t c = {.buffered = true};
+  assert_ok(run_main(big_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- backpressure --------------------------------------------------------------------- */
+
+static int backpressure_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.pause_on_made = true; /* a stalled reader */
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  size_t lo = 0, hi = 0;
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &lo, &hi), 0);
+  CHECK(lo == 16 * 1024 && hi == 64 * 1024);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 10, 20), -EINVAL);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, -1, 1000), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &lo, &hi), 0);
+  CHECK(lo == 1000 && hi == 4000);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, -1, -1), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &lo, &hi), 0);
+  CHECK(lo == 16 * 1024 && hi == 64 * 1024);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  CHECK(!asyncio_transport_is_reading(c->pool.peers[0].t));
+
+  static char chunk[64 * 1024];
+  uint64_t sent = FNV_INIT;
+  size_t total = 0;
+  int rounds = 0;
+  /* The kernel's buffers absorb some; then pause_writing must come. */
+  while (!c->cli.paused && rounds++ < 4096) {
+    memset(chunk, rounds & 0xff, sizeof chunk);
+    sent = fnv(sent, chunk, sizeof chunk);
+    total += sizeof chunk;
+    CHECK_RC(asyncio_transport_write(t, chunk, sizeof chunk), 0);
+    if (!c->cli.paused) CHECK_RC(asyncio_sleep(0), 0);
+  }
+  CHECK(c->cli.paused == 1 && c->cli.resumed == 0);
+  size_t buffered = asyncio_transport_get_write_buffer_size(t);
+  CHECK(buffered > 64 * 1024);
+  CHECK(buffered <= 64 * 1024 + sizeof chunk); /* bounded: the producer stopped */
+  /* Still paused after a few loop iterations: nothing drains a stalled peer. */
+  for (int i = 0; i < 5; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(c->cli.resumed == 0);
+  CHECK(asyncio_transport_get_write_buffer_size(t) == buffered);
+
+  CHECK_RC(asyncio_transport_resume_reading(c->pool.peers[0].t), 0);
+  WAIT_UNTIL(c->cli.resumed == 1);
+  CHECK(asyncio_transport_get_write_buffer_size(t) <= 16 * 1024);
+  WAIT_UNTIL(c->pool.peers[0].nrecv == total);
+  CHECK(c->pool.peers[0].sum == sent);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost && c->pool.peers[0].lost);
+  CHECK(c->cli.lost_err == 0 && c->pool.peers[0].lost_err == 0);
+  return stop_server(srv);
+}
+
+TEST(backpressure_pause_resume_writing) {
+  ctx_t c = {0};
+  assert_ok(run_main(backpressure_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- half-close ------------------------------------------------------------------------ */
+
+static int half_close_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.keep_open = true; /* the server keeps its side open after EOF */
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  CHECK_RC(asyncio_transport_write(t, "ping", 4), 0);
+  CHECK_RC(asyncio_transport_write_eof(t), 0);
+  CHECK_RC(asyncio_transport_write_eof(t), 0); /* no-op */
+  CHECK_RC(asyncio_transport_write(t, "more", 4), -EPIPE);
+  CHECK(!asyncio_transport_is_closing(t));
+  peer_t *sp = &c->pool.peers[0];
+  WAIT_UNTIL(c->pool.n == 1 && sp->eofs == 1);
+  CHECK(sp->nrecv == 4 && memcmp(sp->data, "ping", 4) == 0);
+  CHECK(sp->lost == 0); /* eof_received returned true: still open */
+  CHECK(!asyncio_transport_is_closing(sp->t));
+  CHECK(!asyncio_transport_is_reading(sp->t) || 1);
+  /* The server answers on its half, then closes; the client sees data, then EOF. */
+  CHECK_RC(asyncio_transport_write(sp->t, "pong", 4), 0);
+  CHECK_RC(asyncio_transport_close(sp->t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.nrecv == 4 && memcmp(c->cli.data, "pong", 4) == 0);
+  CHECK(c->cli.eofs == 1); /* eof_received returned false: the transport closed itself */
+  CHECK(c->cli.lost_err == 0);
+  WAIT_UNTIL(sp->lost == 1);
+  CHECK(sp->lost_err == 0);
+  return stop_server(srv);
+}
+
+TEST(half_close_write_eof_keep_open) {
+  ctx_t c = {0};
+  assert_ok(run_main(half_close_main, &c));
+  ASSERT_SOFT();
+}
+
+static int server_eof_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  c->cli.keep_open = true;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  peer_t *sp = &c->pool.peers[0];
+  WAIT_UNTIL(c->pool.n == 1 && sp->made);
+  CHECK_RC(asyncio_transport_write_eof(sp->t), 0); /* server half-closes first */
+  WAIT_UNTIL(c->cli.eofs == 1);
+  CHECK(c->cli.lost == 0); /* the client kept its side open */
+  CHECK_RC(asyncio_transport_write(t, "late", 4), 0);
+  WAIT_UNTIL(sp->nrecv == 4);
+  CHECK(memcmp(sp->data, "late", 4) == 0);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost == 1 && sp->lost == 1);
+  CHECK(sp->eofs == 1); /* the server's eof_received returned false: closed itself */
+  CHECK(c->cli.lost_err == 0 && sp->lost_err == 0);
+  return stop_server(srv);
+}
+
+TEST(half_close_server_side) {
+  ctx_t c = {0};
+  assert_ok(run_main(server_eof_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- reset and abort --------------------------------------------------------------------- */
+
+static int reset_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.pause_on_made = true;
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  peer_t *sp = &c->pool.peers[0];
+  WAIT_UNTIL(c->pool.n == 1 && sp->made);
+  /* Fill the server's receive buffer and our write buffer. */
+  static char chunk[256 * 1024];
+  for (int i = 0; i < 32; i++) CHECK_RC(asyncio_transport_write(t, chunk, sizeof chunk), 0);
+  CHECK(asyncio_transport_get_write_buffer_size(t) > 0);
+  for (int i = 0; i < 3; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  /* Closing with unread data makes the kernel send RST. */
+  CHECK_RC(asyncio_transport_abort(sp->t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == -ECONNRESET || c->cli.lost_err == -EPIPE);
+  CHECK(sp->lost == 1 && sp->lost_err == 0);
+  return stop_server(srv);
+}
+
+TEST(reset_mid_transfer) {
+  ctx_t c = {0};
+  assert_ok(run_main(reset_main, &c));
+  ASSERT_SOFT();
+}
+
+static int abort_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.pause_on_made = true;
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  static char chunk[1024 * 1024];
+  for (int i = 0; i < 16; i++) CHECK_RC(asyncio_transport_write(t, chunk, sizeof chunk), 0);
+  CHECK(asyncio_transport_get_write_buffer_size(t) > 0);
+  /* close() would wait for the stalled peer; abort() drops the buffer. */
+  CHECK_RC(asyncio_transport_abort(t), 0);
+  CHECK_RC(asyncio_transport_abort(t), 0);
+  CHECK(asyncio_transport_get_write_buffer_size(t) == 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == 0);
+  peer_t *sp = &c->pool.peers[0];
+  CHECK_RC(asyncio_transport_resume_reading(sp->t), 0);
+  WAIT_UNTIL(sp->lost == 1);
+  return stop_server(srv);
+}
+
+TEST(abort_drops_buffer) {
+  ctx_t c = {0};
+  assert_ok(run_main(abort_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- connection errors and Happy Eyeballs ---------------------------------------------------- */
+
+static int refused_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int holder = -1;
+  int port = refused_port(AF_INET, &holder);
+  CHECK(port > 0);
+  int errs[4] = {0};
+  size_t nerr = 0;
+  asyncio_connection_options_t o = {.errors = errs, .errors_cap = 4, .nerrors = &nerr};
+  asyncio_transport_t *t = (void *)1;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1", port, &o, &t,
+                                          NULL),
+           -ECONNREFUSED);
+  CHECK(t == NULL);
+  CHECK(nerr == 1 && errs[0] == -ECONNREFUSED);
+  CHECK(c->cli.made == 0 && c->cli.lost == 0); /* the factory never ran */
+  /* Bad arguments. */
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1", 70000, NULL,
+                                          &t, NULL),
+           -EINVAL);
+  CHECK_RC(asyncio_loop_create_connection(loop, NULL, &c->cli, "127.0.0.1", 1, NULL, &t, NULL),
+           -EINVAL);
+  asyncio_connection_options_t both = {.use_sock = true, .sock = holder};
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1", 1, &both, &t,
+                                          NULL),
+           -EINVAL);
+  close(holder);
+  return 0;
+}
+
+TEST(connect_refused) {
+  ctx_t c = {0};
+  assert_ok(run_main(refused_main, &c));
+  ASSERT_SOFT();
+}
+
+TEST(create_connection_outside_task) {
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  peer_t p = {0};
+  asyncio_transport_t *t;
+  assert_rc(asyncio_loop_create_connection(loop, peer_factory, &p, "127.0.0.1", 1, NULL, &t, NULL),
+            ASYNCIO_ENOTASK);
+  assert_ok(asyncio_loop_close(loop));
+}
+
+/*
+ * A "black hole": a listener with backlog 0 whose accept queue is full, so
+ * further SYNs are dropped and a connect hangs until cancelled.
+ */
+typedef struct hole {
+  int lfd, fill[2];
+} hole_t;
+
+static int make_hole(int family, int port, hole_t *h) {
+  h->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(h->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (family == AF_INET6) setsockopt(h->lfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  struct sockaddr_storage ss = {0};
+  socklen_t sl;
+  if (family == AF_INET) {
+    struct sockaddr_in *a = (void *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sl = sizeof *a;
+  } else {
+    struct sockaddr_in6 *a = (void *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons((uint16_t)port);
+    a->sin6_addr = in6addr_loopback;
+    sl = sizeof *a;
+  }
+  if (bind(h->lfd, (struct sockaddr *)&ss, sl) < 0 || listen(h->lfd, 0) < 0) return -1;
+  sl = sizeof ss;
+  getsockname(h->lfd, (struct sockaddr *)&ss, &sl);
+  for (int i = 0; i < 2; i++) {
+    h->fill[i] = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    connect(h->fill[i], (struct sockaddr *)&ss, sl);
+  }
+  /* The first handshake fills the accept queue; wait for it (not for a time). */
+  struct pollfd pfd = {.fd = h->fill[0], .events = POLLOUT};
+  if (poll(&pfd, 1, 10000) != 1) return -1;
+  return family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                           : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static void free_hole(hole_t *h) {
+  close(h->fill[0]);
+  close(h->fill[1]);
+  close(h->lfd);
+}
+
+typedef struct cancel_ctx {
+  peer_t cli;
+  int port;
+  int rc;
+  int started;
+} cancel_ctx_t;
+
+static int connect_task(void *arg) {
+  cancel_ctx_t *c = arg;
+  asyncio_transport_t *t = NULL;
+  c->started = 1;
+  c->rc = asyncio_loop_create_connection(asyncio_get_running_loop(), peer_factory, &c->cli,
+                                         "127.0.0.1", c->port, NULL, &t, NULL);
+  return c->rc;
+}
+
+static int cancel_main(void *arg) {
+  cancel_ctx_t *c = arg;
+  hole_t h;
+  c->port = make_hole(AF_INET, 0, &h);
+  CHECK(c->port > 0);
+  asyncio_task_t *task = NULL;
+  CHECK_RC(asyncio_create_task(&task, connect_task, c, NULL), 0);
+  for (int i = 0; i < 20; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(c->started && !asyncio_future_done(task)); /* still connecting: the SYN was dropped */
+  CHECK_RC(asyncio_task_cancel(task, NULL), 1);
+  CHECK_RC(asyncio_await(task, NULL), -ECANCELED);
+  CHECK(c->rc == -ECANCELED);
+  CHECK(c->cli.made == 0);
+  asyncio_task_free(task);
+  free_hole(&h);
+  return 0;
+}
+
+TEST(create_connection_cancelled) {
+  cancel_ctx_t c = {0};
+  assert_ok(run_main(cancel_main, &c));
+  ASSERT_SOFT();
+}
+
+/*
+ * Happy Eyeballs needs a name with addresses of two families.  A fake
+ * resolver (the library's test hook) makes "dual.test" resolve to the
+ * loopback of fams[0], then of fams[1], whatever /etc/hosts says.
+ */
+typedef struct he_ctx {
+  pool_t pool;
+  peer_t cli;
+  double delay;
+  bool black_hole;
+  int fams[2];
+  bool skip;
+} he_ctx_t;
+
+static int g_fams[2];
+
+static int fake_resolve(const char *host, int port, int family, int socktype,
+                        asyncio__addrs_t *out) {
+  if (strcmp(host, "dual.test") != 0) return 0;
+  out->v = asyncio__alloc(2 * sizeof *out->v);
+  if (!out->v) return -ENOMEM;
+  out->n = 0;
+  for (int i = 0; i < 2; i++) {
+    if (family && family != g_fams[i]) continue;
+    asyncio__addr_t *a = &out->v[out->n++];
+    memset(a, 0, sizeof *a);
+    a->family = g_fams[i];
+    a->socktype = socktype;
+    if (g_fams[i] == AF_INET) {
+      struct sockaddr_in *in = (void *)&a->sa;
+      in->sin_family = AF_INET;
+      in->sin_port = htons((uint16_t)port);
+      in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a->len = sizeof *in;
+    } else {
+      struct sockaddr_in6 *in6 = (void *)&a->sa;
+      in6->sin6_family = AF_INET6;
+      in6->sin6_port = htons((uint16_t)port);
+      in6->sin6_addr = in6addr_loopback;
+      a->len = sizeof *in6;
+    }
+  }
+  if (!out->n) {
+    asyncio__free(out->v, 2 * sizeof *out->v);
+    out->v = NULL;
+    return ASYNCIO_EGAI_NONAME;
+  }
+  /* keep the allocation size exact for the allocator hook */
+  if (out->n == 1) {
+    asyncio__addr_t one = out->v[0];
+    asyncio__free(out->v, 2 * sizeof *out->v);
+    out->v = asyncio__alloc(sizeof *out->v);
+    if (!out->v) return -ENOMEM;
+    out->v[0] = one;
+  }
+  return 1;
+}
+
+static int install_fake_resolver(int fams[2]) {
+  g_fams[0] = fams[0];
+  g_fams[1] = fams[1];
+  asyncio__resolve_hook = fake_resolve;
+  return 2;
+}
+
+static int he_main(void *arg) {
+  he_ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  if (!have_ipv6() || install_fake_resolver(c->fams) != 2) {
+    c->skip = true;
+    return 0;
+  }
+  /* The server listens on the second family only; the first is dead. */
+  asyncio_server_t *srv = NULL;
+  const char *live = c->fams[1] == AF_INET ? "127.0.0.1" : "::1";
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, live, 0, NULL, &srv), 0);
+  if (!srv) return -1;
+  int port = server_port(srv, 0);
+  hole_t h;
+  int holder = -1;
+  if (c->black_hole)
+    CHECK(make_hole(c->fams[0], port, &h) == port);
+  else
+    holder = -1; /* nothing listens on the first family: refused */
+  int errs[4] = {0};
+  size_t nerr = 0;
+  asyncio_connection_options_t o = {
+      .happy_eyeballs_delay = c->delay, .errors = errs, .errors_cap = 4, .nerrors = &nerr};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "dual.test", port, &o, &t,
+                                          NULL),
+           0);
+  if (t) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    CHECK_RC(asyncio_transport_get_peername(t, (struct sockaddr *)&ss, &sl), 0);
+    CHECK(ss.ss_family == c->fams[1]);
+    if (!c->black_hole) CHECK(nerr == 1 && errs[0] == -ECONNREFUSED);
+    if (c->black_hole) CHECK(nerr == 0); /* the hung attempt was closed, not failed */
+    CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(c->cli.lost == 1);
+  }
+  if (c->black_hole) free_hole(&h);
+  (void)holder;
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].lost == 1);
+  return stop_server(srv);
+}
+
+TEST(happy_eyeballs_refused_first) {
+  he_ctx_t c = {.delay = 0.25, .fams = {AF_INET6, AF_INET}};
+  assert_ok(run_main(he_main, &c));
+  ASSERT_SOFT();
+  if (c.skip) skip();
+}
+
+TEST(sequential_refused_first) {
+  he_ctx_t c = {.delay = 0, .fams = {AF_INET, AF_INET6}};
+  assert_ok(run_main(he_main, &c));
+  ASSERT_SOFT();
+  if (c.skip) skip();
+}
+
+TEST(happy_eyeballs_black_hole_first) {
+  he_ctx_t c = {.delay = 0.05, .black_hole = true, .fams = {AF_INET6, AF_INET}};
+  assert_ok(run_main(he_main, &c));
+  ASSERT_SOFT();
+  if (c.skip) skip();
+}
+
+static int all_fail_main(void *arg) {
+  he_ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  if (!have_ipv6() || install_fake_resolver(c->fams) != 2) {
+    c->skip = true;
+    return 0;
+  }
+  int h4 = -1, h6 = -1;
+  int port = refused_port(AF_INET, &h4);
+  int errs[4] = {0};
+  size_t nerr = 0;
+  asyncio_connection_options_t o = {
+      .happy_eyeballs_delay = c->delay, .errors = errs, .errors_cap = 4, .nerrors = &nerr};
+  asyncio_transport_t *t = NULL;
+  /* Both refused: the one error. */
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "dual.test", port, &o, &t,
+                                          NULL),
+           -ECONNREFUSED);
+  CHECK(nerr == 2 && errs[0] == -ECONNREFUSED && errs[1] == -ECONNREFUSED);
+  /* Different errors: a local address of one family only fails the other family. */
+  o.local_host = "127.0.0.1";
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "dual.test", port, &o, &t,
+                                          NULL),
+           ASYNCIO_EEXCEPTIONGROUP);
+  CHECK(nerr == 2);
+  CHECK((errs[0] == -EADDRNOTAVAIL && errs[1] == -ECONNREFUSED) ||
+        (errs[1] == -EADDRNOTAVAIL && errs[0] == -ECONNREFUSED));
+  CHECK(c->cli.made == 0);
+  close(h4);
+  (void)h6;
+  return 0;
+}
+
+TEST(all_attempts_fail) {
+  he_ctx_t c = {.delay = 0.25, .fams = {AF_INET6, AF_INET}};
+  assert_ok(run_main(all_fail_main, &c));
+  ASSERT_SOFT();
+  if (c.skip) skip();
+}
+
+/* ---- local_addr and existing sockets ------------------------------------------------------ */
+
+static int local_addr_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  /* A local port that is free right now. */
+  int holder = -1;
+  int lport = refused_port(AF_INET, &holder);
+  close(holder);
+  asyncio_connection_options_t o = {.local_host = "127.0.0.1", .local_port = lport};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), &o, &t, NULL),
+           0);
+  if (!t) return -1;
+  struct sockaddr_in sin;
+  socklen_t sl = sizeof sin;
+  CHECK_RC(asyncio_transport_get_sockname(t, (struct sockaddr *)&sin, &sl), 0);
+  CHECK(sin.sin_family == AF_INET && ntohs(sin.sin_port) == lport);
+  CHECK(sin.sin_addr.s_addr == htonl(INADDR_LOOPBACK));
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  struct sockaddr_in pin;
+  sl = sizeof pin;
+  CHECK_RC(asyncio_transport_get_peername(c->pool.peers[0].t, (struct sockaddr *)&pin, &sl), 0);
+  CHECK(ntohs(pin.sin_port) == lport);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost && c->pool.peers[0].lost);
+  return stop_server(srv);
+}
+
+TEST(local_addr) {
+  ctx_t c = {0};
+  assert_ok(run_main(local_addr_main, &c));
+  ASSERT_SOFT();
+}
+
+static int sock_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  /* create_connection(sock=) and connect_accepted_socket on the two ends. */
+  asyncio_connection_options_t o = {.use_sock = true, .sock = sv[0]};
+  asyncio_transport_t *a = NULL, *b = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, NULL, 0, &o, &a, NULL), 0);
+  peer_t *other = &c->pool.peers[0];
+  other->echo = true;
+  other->buffered = true;
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, sv[1], &b, NULL), 0);
+  if (!a || !b) return -1;
+  CHECK_RC(asyncio_transport_write(a, "abc", 3), 0);
+  WAIT_UNTIL(c->cli.nrecv == 3);
+  CHECK(memcmp(c->cli.data, "abc", 3) == 0);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_sockname(a, (struct sockaddr *)&ss, &sl), 0);
+  CHECK(ss.ss_family == AF_UNIX);
+  CHECK_RC(asyncio_transport_close(a), 0);
+  WAIT_UNTIL(c->cli.lost && other->lost);
+  CHECK(other->eofs == 1);
+  /* Not a stream socket. */
+  int d = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, d, &b, NULL), -EINVAL);
+  close(d);
+  return 0;
+}
+
+TEST(existing_sockets) {
+  ctx_t c = {0};
+  assert_ok(run_main(sock_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- pause/resume reading, set_protocol, protocol errors --------------------------------------- */
+
+static int bad_get_buffer(asyncio_transport_t *t, ssize_t hint, void **buf, size_t *len, void *u) {
+  *buf = NULL;
+  *len = 0;
+  return 0;
+}
+
+static void count_handler(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  (*(int *)ud)++;
+}
+
+static int misc_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.echo = true;
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  CHECK_RC(asyncio_transport_pause_reading(t), 0);
+  CHECK_RC(asyncio_transport_pause_reading(t), 0); /* idempotent */
+  CHECK(!asyncio_transport_is_reading(t));
+  CHECK_RC(asyncio_transport_write(t, "abc", 3), 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].nrecv == 3);
+  for (int i = 0; i < 5; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(c->cli.nrecv == 0); /* paused: the echo waits in the kernel */
+  CHECK_RC(asyncio_transport_resume_reading(t), 0);
+  CHECK_RC(asyncio_transport_resume_reading(t), 0);
+  WAIT_UNTIL(c->cli.nrecv == 3);
+
+  /* set_protocol: later data goes to the new instance. */
+  peer_t second = {0};
+  CHECK_RC(asyncio_transport_set_protocol(t, &proto_buffered, &second), 0);
+  CHECK_RC(asyncio_transport_write(t, "defg", 4), 0);
+  WAIT_UNTIL(second.nrecv == 4);
+  CHECK(memcmp(second.data, "defg", 4) == 0);
+  CHECK(c->cli.nrecv == 3);
+
+  /* A BufferedProtocol that returns an empty buffer: fatal, reported, connection lost. */
+  static asyncio_protocol_t broken;
+  broken = proto_buffered;
+  broken.get_buffer = bad_get_buffer;
+  CHECK_RC(asyncio_transport_set_protocol(t, &broken, &second), 0);
+  int reports = 0;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, count_handler, &reports), 0);
+  CHECK_RC(asyncio_transport_write(t, "h", 1), 0);
+  WAIT_UNTIL(second.lost == 1);
+  CHECK(second.lost_err == -ENOBUFS);
+  CHECK(reports == 1);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  WAIT_UNTIL(c->pool.peers[0].lost == 1);
+  /* Argument checks. */
+  CHECK_RC(asyncio_transport_write(NULL, "x", 1), -EINVAL);
+  CHECK_RC(asyncio_transport_close(NULL), -EINVAL);
+  CHECK(asyncio_transport_get_fd(NULL) == -EINVAL);
+  return stop_server(srv);
+}
+
+TEST(pause_reading_set_protocol_and_errors) {
+  ctx_t c = {0};
+  assert_ok(run_main(misc_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- loop close with open transports ------------------------------------------------------ */
+
+static int leave_open_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  static char chunk[1024 * 1024];
+  CHECK_RC(asyncio_transport_write(t, chunk, sizeof chunk), 0);
+  WAIT_UNTIL(c->pool.n == 1);
+  /* Leave the server, its client and ours open: closing the loop cleans up. */
+  asyncio_task_set_result_value(srv);
+  return 0;
+}
+
+TEST(loop_close_closes_transports) {
+  ctx_t c = {0};
+  asyncio_run_options_t o = {0};
+  o.no_sigint_handler = true;
+  void *srv = NULL;
+  assert_ok(asyncio_run_value(leave_open_main, &c, &o, &srv));
+  ASSERT_SOFT();
+  assert_non_null(srv);
+  assert_ok(asyncio_server_free(srv));
+  assert_int_equal(c.cli.lost, 0); /* no callbacks from close */
+}
+
+/* A task destroyed by loop close while it connects: its sockets must not leak. */
+static void quiet_handler(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  (*(int *)ud)++;
+}
+
+static int short_sleep(void *arg) {
+  for (int i = 0; i < 10; i++) asyncio_sleep(0.001);
+  return 0;
+}
+
+TEST(loop_close_during_connect) {
+  hole_t h;
+  cancel_ctx_t c = {0};
+  c.port = make_hole(AF_INET, 0, &h);
+  assert_true(c.port > 0);
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  int reports = 0;
+  assert_ok(asyncio_loop_set_exception_handler(loop, quiet_handler, &reports));
+  asyncio_task_t *task = NULL, *sleeper = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &task, connect_task, &c, NULL));
+  assert_ok(asyncio_loop_create_task(loop, &sleeper, short_sleep, NULL, NULL));
+  assert_ok(asyncio_loop_run_until_complete(loop, sleeper, NULL));
+  assert_true(c.started && !asyncio_future_done(task));
+  assert_ok(asyncio_loop_close(loop)); /* "Task was destroyed but it is pending!" */
+  assert_int_equal(reports, 1);
+  asyncio_task_free(task);
+  asyncio_task_free(sleeper);
+  free_hole(&h);
+  ASSERT_SOFT();
+}
+
+/* The ambient timeout scope bounds create_connection (async with asyncio.timeout()). */
+static int timeout_main(void *arg) {
+  cancel_ctx_t *c = arg;
+  hole_t h;
+  c->port = make_hole(AF_INET, 0, &h);
+  CHECK(c->port > 0);
+  asyncio_timeout_t *to = NULL;
+  CHECK_RC(asyncio_timeout_enter(&to, 0.05), 0);
+  asyncio_transport_t *t = NULL;
+  int rc = asyncio_loop_create_connection(asyncio_get_running_loop(), peer_factory, &c->cli,
+                                          "127.0.0.1", c->port, NULL, &t, NULL);
+  CHECK_RC(asyncio_timeout_exit(to, rc), -ETIMEDOUT);
+  asyncio_timeout_free(to);
+  CHECK(t == NULL && c->cli.made == 0);
+  free_hole(&h);
+  return 0;
+}
+
+TEST(create_connection_timeout_scope) {
+  cancel_ctx_t c = {0};
+  assert_ok(run_main(timeout_main, &c));
+  ASSERT_SOFT();
+}
+
+/* Every allocation create_connection makes may fail: -ENOMEM, nothing leaked or left open. */
+static void silent(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  (*(int *)ud)++;
+}
+
+static int alloc_fail_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int reports = 0;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, silent, &reports), 0);
+  c->pool.tmpl.echo = true;
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  int port = server_port(srv, 0);
+  int ok = 0, nomem = 0;
+  for (long n = 1; n <= 40; n++) {
+    peer_t p = {0};
+    asyncio_transport_t *t = NULL;
+    harness_fail_alloc_after(n);
+    int rc = asyncio_loop_create_connection(loop, peer_factory, &p, "127.0.0.1", port, NULL, &t,
+                                            NULL);
+    harness_fail_alloc_after(0);
+    CHECK(rc == 0 || rc == -ENOMEM);
+    if (rc == 0) {
+      ok++;
+      CHECK_RC(asyncio_transport_write(t, "ab", 2), 0);
+      WAIT_UNTIL(p.nrecv == 2 || p.lost);
+      if (!p.lost) CHECK_RC(asyncio_transport_close(t), 0);
+      WAIT_UNTIL(p.lost == 1);
+    } else {
+      nomem++;
+      CHECK(p.made == 0 && t == NULL);
+    }
+  }
+  CHECK(ok > 0 && nomem > 0);
+  /* Let the server side finish every connection it accepted. */
+  for (int i = 0; i < 20; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  asyncio_server_close_clients(srv);
+  CHECK_RC(asyncio_server_close(srv), 0);
+  CHECK_RC(asyncio_server_wait_closed(srv), 0);
+  CHECK_RC(asyncio_server_free(srv), 0);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  return 0;
+}
+
+TEST(create_connection_alloc_failures) {
+  static ctx_t c;
+  memset(&c, 0, sizeof c);
+  assert_ok(run_main(alloc_fail_main, &c));
+  ASSERT_SOFT();
+}
+
+/* A name, not a number: resolved through asyncio_getaddrinfo on both sides. */
+static int resolve_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.echo = true;
+  asyncio_server_t *srv = start_server(c, "localhost");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  /* "localhost" may have several addresses with different ports: attempts go in order. */
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "localhost",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  CHECK_RC(asyncio_transport_write(t, "dns", 3), 0);
+  WAIT_UNTIL(c->cli.nrecv == 3);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost && c->pool.n == 1 && c->pool.peers[0].lost);
+  /* A name that does not resolve: the resolver's error. */
+  peer_t p = {0};
+  int rc = asyncio_loop_create_connection(loop, peer_factory, &p, "no-such-host.invalid", 80,
+                                          NULL, &t, NULL);
+  CHECK(rc < 0); /* ASYNCIO_EGAI_NONAME, or _AGAIN without a resolver */
+  CHECK(p.made == 0);
+  return stop_server(srv);
+}
+
+TEST(create_connection_resolves_names) {
+  ctx_t c = {0};
+  assert_ok(run_main(resolve_main, &c));
+  ASSERT_SOFT();
+}
+
+/* writelines with more buffers than one sendmsg takes, before and after buffering starts. */
+static int writelines_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.pause_on_made = true;
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  static char bufs[200][1000];
+  struct iovec iov[200];
+  uint64_t sum = FNV_INIT;
+  size_t total = 0;
+  for (int round = 0; round < 40; round++) { /* ~8 MB: the later rounds go to the buffer */
+    for (int i = 0; i < 200; i++) {
+      memset(bufs[i], (round * 200 + i) & 0xff, sizeof bufs[i]);
+      iov[i].iov_base = bufs[i];
+      iov[i].iov_len = (size_t)(1 + (i * 37 + round) % 1000);
+      sum = fnv(sum, bufs[i], iov[i].iov_len);
+      total += iov[i].iov_len;
+    }
+    CHECK_RC(asyncio_transport_writelines(t, iov, 200), 0);
+  }
+  CHECK_RC(asyncio_transport_writelines(t, iov, 0), 0);
+  CHECK_RC(asyncio_transport_writelines(t, NULL, 1), -EINVAL);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  CHECK(asyncio_transport_get_write_buffer_size(t) > 0);
+  CHECK_RC(asyncio_transport_resume_reading(c->pool.peers[0].t), 0);
+  CHECK_RC(asyncio_transport_close(t), 0); /* flushes first */
+  WAIT_UNTIL(c->cli.lost && c->pool.peers[0].lost);
+  CHECK(c->pool.peers[0].nrecv == total);
+  CHECK(c->pool.peers[0].sum == sum);
+  return stop_server(srv);
+}
+
+TEST(writelines_many_buffers_in_order) {
+  ctx_t c = {0};
+  assert_ok(run_main(writelines_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- injected system-call faults (asyncio__sys) --------------------------------------------- */
+
+static int g_calls, g_reset_fd = -1;
+
+static ssize_t short_send(int fd, const void *b, size_t n, int fl) {
+  if (++g_calls % 3 == 0) {
+    errno = EINTR;
+    return -1;
+  }
+  return send(fd, b, n > 7000 ? 7000 : n, fl);
+}
+
+static ssize_t short_sendmsg(int fd, const struct msghdr *m, int fl) {
+  if (++g_calls % 3 == 0) {
+    errno = EINTR;
+    return -1;
+  }
+  /* At most 7000 bytes, cut inside whichever buffer reaches it. */
+  struct iovec v[64];
+  struct msghdr mm = *m;
+  size_t left = 7000;
+  int k = 0;
+  for (size_t i = 0; i < m->msg_iovlen && left && k < 64; i++, k++) {
+    v[k] = m->msg_iov[i];
+    if (v[k].iov_len > left) v[k].iov_len = left;
+    left -= v[k].iov_len;
+  }
+  mm.msg_iov = v;
+  mm.msg_iovlen = (size_t)k;
+  return sendmsg(fd, &mm, fl);
+}
+
+static ssize_t short_recv(int fd, void *b, size_t n, int fl) {
+  if (fd == g_reset_fd) {
+    errno = ECONNRESET;
+    return -1;
+  }
+  if (++g_calls % 4 == 0) {
+    errno = EINTR;
+    return -1;
+  }
+  return recv(fd, b, n > 5000 ? 5000 : n, fl);
+}
+
+static int faults_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.echo = c->pool.tmpl.flow_echo = c->pool.tmpl.echo_eof = true;
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  asyncio__sys_t saved = asyncio__sys;
+  asyncio__sys.send = short_send;
+  asyncio__sys.sendmsg = short_sendmsg;
+  asyncio__sys.recv = short_recv;
+  static unsigned char block[100000];
+  uint64_t sum = FNV_INIT;
+  size_t total = 0;
+  for (int r = 0; r < 40; r++) {
+    for (size_t i = 0; i < sizeof block; i++) block[i] = (unsigned char)(i * 31 + r);
+    sum = fnv(sum, block, sizeof block);
+    total += sizeof block;
+    CHECK_RC(asyncio_transport_write(t, block, sizeof block), 0);
+    WAIT_UNTIL(c->cli.paused == c->cli.resumed || c->cli.lost);
+  }
+  CHECK_RC(asyncio_transport_write_eof(t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == 0);
+  CHECK(c->cli.nrecv == total && c->cli.sum == sum);
+  WAIT_UNTIL(c->pool.peers[0].lost == 1);
+
+  /* A reset reported by recv() ends the transport with -ECONNRESET. */
+  peer_t p = {0};
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &p, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (t) {
+    g_reset_fd = asyncio_transport_get_fd(t);
+    CHECK_RC(asyncio_transport_write(t, "x", 1), 0); /* the echo makes it readable */
+    WAIT_UNTIL(p.lost == 1);
+    CHECK(p.lost_err == -ECONNRESET);
+    g_reset_fd = -1;
+  }
+  asyncio__sys = saved;
+  WAIT_UNTIL(c->pool.n == 2 && c->pool.peers[1].lost == 1);
+  return stop_server(srv);
+}
+
+TEST(injected_short_writes_eintr_and_reset) {
+  ctx_t c = {0};
+  assert_ok(run_main(faults_main, &c));
+  ASSERT_SOFT();
+}
