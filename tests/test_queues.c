@@ -657,3 +657,36 @@ TEST(queue_woken_getter_finds_item_taken) {
   reset();
   assert_rc(run_main(steal_main, NULL), 0);
 }
+
+static int for_consumer(void *arg) {
+  asyncio_queue_t *q = arg;
+  void *it;
+  int rc;
+  ASYNCIO_QUEUE_FOR(rc, q, &it) {
+    rec(INT(it));
+    CHECK_RC(asyncio_queue_task_done(q), 0);
+  }
+  return rc;
+}
+
+static int for_main(void *arg) {
+  (void)arg;
+  asyncio_queue_t *q;
+  CHECK_RC(asyncio_queue_new(&q, 2), 0);
+  asyncio_task_t *c = spawn(for_consumer, q);
+  for (int i = 1; i <= 5; i++) CHECK_RC(asyncio_queue_put(q, ITEM(i)), 0);
+  CHECK_RC(asyncio_queue_join(q), 0);
+  CHECK(!asyncio_future_done(c)); /* waiting in get() on the empty queue */
+  CHECK_RC(asyncio_queue_put_nowait(q, ITEM(6)), 0);
+  CHECK_RC(asyncio_queue_shutdown(q, false), 0); /* graceful: 6 is still consumed */
+  CHECK_RC(finish(c), ASYNCIO_EQUEUESHUTDOWN);
+  CHECK_ORDER(6, 1, 2, 3, 4, 5, 6);
+  CHECK_RC(asyncio_queue_free(q), 0);
+  return 0;
+}
+
+/* ASYNCIO_QUEUE_FOR consumes in order, waits on an empty queue, ends with QUEUESHUTDOWN after draining. */
+TEST(queue_for_loop_until_shutdown) {
+  reset();
+  assert_rc(run_main(for_main, NULL), 0);
+}

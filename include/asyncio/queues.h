@@ -105,6 +105,24 @@ int asyncio_queue_put_nowait(asyncio_queue_t *q, void *item);
 int asyncio_queue_get(asyncio_queue_t *q, void **item);
 
 /*
+ * Consuming a queue until it is shut down (the consumer loop of Python 3.13:
+ * `while True: item = await q.get()` ending in QueueShutDown):
+ *
+ *   void *item;
+ *   int rc;
+ *   ASYNCIO_QUEUE_FOR(rc, q, &item) {
+ *     use(item);
+ *     asyncio_queue_task_done(q);
+ *   }
+ *   if (rc != ASYNCIO_EQUEUESHUTDOWN) return rc;   // cancelled, or misuse
+ *
+ * A plain `while` over asyncio_queue_get(): `break` and `continue` work.  It
+ * ends when get() fails: ASYNCIO_EQUEUESHUTDOWN once the queue is shut down
+ * and drained (the normal end), or -ECANCELED.
+ */
+#define ASYNCIO_QUEUE_FOR(rc, q, itemp) while (((rc) = asyncio_queue_get((q), (itemp))) == 0)
+
+/*
  * Queue.get_nowait(): removes an item without waiting.  Does not suspend.
  * Wakes the first waiting putter.  Returns 0, ASYNCIO_EQUEUEEMPTY,
  * ASYNCIO_EQUEUESHUTDOWN (shut down and empty), -EINVAL, ASYNCIO_EWRONGTHREAD.
