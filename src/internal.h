@@ -220,6 +220,8 @@ struct asyncio_loop {
   size_t ntask_free;
   asyncio__task_t *current;
   int eager_depth;              /* eager starts in progress: no direct hand-off */
+  asyncio_task_factory_fn task_factory; /* loop.set_task_factory(); NULL = none */
+  void *task_factory_arg;
   asyncio__coro_t sched;        /* the context run_forever runs on */
   asyncio__stack_pool_t stacks;
   struct asyncio_asyncgen *asyncgens; /* started async generators (asyncgen.c) */

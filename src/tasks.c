@@ -171,13 +171,11 @@ static void task_release_stack(asyncio_loop_t *loop, asyncio__task_t *t) {
   }
 }
 
-ASYNCIO_API int asyncio_loop_create_task(asyncio_loop_t *loop, asyncio_task_t **out,
-                                         asyncio_coro_fn fn, void *arg,
-                                         const asyncio_task_options_t *o) {
-  if (out) *out = NULL;
-  if (!loop || !fn) return -EINVAL;
-  int rc = asyncio__check_thread(loop);
-  if (rc) return rc;
+/* The Task constructor: inline into both entry points (create_task is a hot path). */
+static inline __attribute__((always_inline)) int task_new(asyncio_loop_t *loop,
+                                                          asyncio_task_t **out,
+                                                          asyncio_coro_fn fn, void *arg,
+                                                          const asyncio_task_options_t *o) {
   if (o && o->stack_size && o->stack_size < ASYNCIO_MIN_STACK_SIZE) return -EINVAL;
   asyncio__task_t *t = loop->task_free;
   if (t) {
@@ -252,12 +250,65 @@ nomem:
   return -ENOMEM;
 }
 
+ASYNCIO_API int asyncio_task_new(asyncio_loop_t *loop, asyncio_task_t **out, asyncio_coro_fn fn,
+                                 void *arg, const asyncio_task_options_t *o) {
+  if (out) *out = NULL;
+  if (!loop || !fn) return -EINVAL;
+  int rc = asyncio__check_thread(loop);
+  if (rc) return rc;
+  return task_new(loop, out, fn, arg, o);
+}
+
+static int call_factory(asyncio_loop_t *loop, asyncio_task_t **out, asyncio_coro_fn fn,
+                        void *arg, const asyncio_task_options_t *o) {
+  int rc = loop->task_factory(loop, out, fn, arg, o, loop->task_factory_arg);
+  if (rc > 0) rc = -EINVAL; /* not a documented outcome */
+  if (rc == 0 && out && !*out) rc = -EINVAL; /* the factory made no task */
+  return rc;
+}
+
+ASYNCIO_API int asyncio_loop_create_task(asyncio_loop_t *loop, asyncio_task_t **out,
+                                         asyncio_coro_fn fn, void *arg,
+                                         const asyncio_task_options_t *o) {
+  if (out) *out = NULL;
+  if (!loop || !fn) return -EINVAL;
+  int rc = asyncio__check_thread(loop);
+  if (rc) return rc;
+  if (UNLIKELY(loop->task_factory)) return call_factory(loop, out, fn, arg, o);
+  return task_new(loop, out, fn, arg, o);
+}
+
 ASYNCIO_API int asyncio_create_task(asyncio_task_t **out, asyncio_coro_fn fn, void *arg,
                                     const asyncio_task_options_t *o) {
   if (out) *out = NULL;
   asyncio_loop_t *loop = asyncio__running_loop;
   if (!loop) return ASYNCIO_ENOLOOP;
   return asyncio_loop_create_task(loop, out, fn, arg, o);
+}
+
+ASYNCIO_API int asyncio_loop_set_task_factory(asyncio_loop_t *loop, asyncio_task_factory_fn factory,
+                                              void *factory_arg) {
+  if (!loop) return -EINVAL;
+  int rc = asyncio__check_owner(loop);
+  if (rc) return rc;
+  loop->task_factory = factory;
+  loop->task_factory_arg = factory ? factory_arg : NULL;
+  return 0;
+}
+
+ASYNCIO_API asyncio_task_factory_fn asyncio_loop_get_task_factory(asyncio_loop_t *loop,
+                                                                  void **factory_arg) {
+  if (factory_arg) *factory_arg = loop ? loop->task_factory_arg : NULL;
+  return loop ? loop->task_factory : NULL;
+}
+
+ASYNCIO_API int asyncio_eager_task_factory(asyncio_loop_t *loop, asyncio_task_t **out,
+                                           asyncio_coro_fn fn, void *arg,
+                                           const asyncio_task_options_t *o, void *factory_arg) {
+  (void)factory_arg;
+  asyncio_task_options_t eo = o ? *o : (asyncio_task_options_t){0};
+  eo.eager = true;
+  return asyncio_task_new(loop, out, fn, arg, &eo);
 }
 
 ASYNCIO_API int asyncio_task_free(asyncio_task_t *task) {

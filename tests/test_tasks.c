@@ -1222,6 +1222,115 @@ TEST(task_eager_on_stopped_loop_is_scheduled) {
   assert_ok(asyncio_loop_close(loop));
 }
 
+/* ---- task factories -------------------------------------------------------------- */
+
+static int nfactory;
+
+/* Names every task "made-<n>" and counts the calls; fails on arg (void *)-1. */
+static int naming_factory(asyncio_loop_t *loop, asyncio_task_t **out, asyncio_coro_fn fn,
+                          void *arg, const asyncio_task_options_t *o, void *factory_arg) {
+  CHECK(factory_arg == &nfactory);
+  if (arg == (void *)-1) return -EPERM;
+  if (arg == (void *)-2) return 0; /* claims success without a task */
+  char name[32];
+  snprintf(name, sizeof name, "made-%d", ++nfactory);
+  asyncio_task_options_t no = o ? *o : (asyncio_task_options_t){0};
+  no.name = name;
+  return asyncio_task_new(loop, out, fn, arg, &no);
+}
+
+static int factory_main(void *arg) {
+  (void)arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  void *fa = NULL;
+  CHECK(asyncio_loop_get_task_factory(loop, &fa) == naming_factory && fa == &nfactory);
+  asyncio_task_t *t;
+  CHECK_RC(asyncio_create_task(&t, return_arg, (void *)5, NULL), 0);
+  CHECK(strcmp(asyncio_task_get_name(t), "made-1") == 0);
+  CHECK(asyncio_await(t, NULL) == 5);
+  asyncio_task_free(t);
+  /* Everything that creates tasks goes through it: TaskGroup, gather of coroutines. */
+  asyncio_taskgroup_t *tg;
+  CHECK_RC(asyncio_taskgroup_enter(&tg), 0);
+  CHECK_RC(asyncio_taskgroup_create_task(tg, &t, return_arg, (void *)6, NULL), 0);
+  CHECK(strcmp(asyncio_task_get_name(t), "made-2") == 0);
+  asyncio_task_free(t);
+  CHECK_RC(asyncio_taskgroup_exit(tg, 0), 0);
+  asyncio_taskgroup_free(tg);
+  asyncio_future_t *g;
+  asyncio_coro_call_t calls[2] = {{return_arg, (void *)1}, {return_arg, (void *)2}};
+  CHECK_RC(asyncio_gather_coros(&g, calls, 2, NULL), 0);
+  CHECK_RC(asyncio_await(g, NULL), 0);
+  asyncio_future_free(g);
+  CHECK(nfactory == 4);
+  /* The factory's errors are create_task's; a "success" without a task is refused. */
+  CHECK_RC(asyncio_create_task(&t, return_arg, (void *)-1, NULL), -EPERM);
+  CHECK(t == NULL);
+  CHECK_RC(asyncio_create_task(&t, return_arg, (void *)-2, NULL), -EINVAL);
+  /* The Task constructor never calls the factory. */
+  CHECK_RC(asyncio_task_new(loop, &t, return_arg, (void *)7, NULL), 0);
+  CHECK(strncmp(asyncio_task_get_name(t), "Task-", 5) == 0);
+  CHECK(asyncio_await(t, NULL) == 7);
+  asyncio_task_free(t);
+  CHECK(nfactory == 4);
+  /* NULL restores the default. */
+  CHECK_RC(asyncio_loop_set_task_factory(loop, NULL, &nfactory), 0);
+  CHECK(asyncio_loop_get_task_factory(loop, &fa) == NULL && fa == NULL);
+  CHECK_RC(asyncio_create_task(&t, return_arg, (void *)8, NULL), 0);
+  CHECK(strncmp(asyncio_task_get_name(t), "Task-", 5) == 0);
+  CHECK(asyncio_await(t, NULL) == 8);
+  asyncio_task_free(t);
+  return 0;
+}
+
+/* loop.set_task_factory / get_task_factory: create_task (and what uses it) calls the factory. */
+TEST(task_factory_set_get_and_used) {
+  reset();
+  nfactory = 0;
+  asyncio_loop_t *loop = harness_virtual_loop();
+  assert_ok(asyncio_loop_set_task_factory(loop, naming_factory, &nfactory));
+  /* The main task itself is made by the factory too. */
+  asyncio_task_t *t;
+  assert_ok(asyncio_loop_create_task(loop, &t, factory_main, NULL, NULL));
+  assert_string_equal(asyncio_task_get_name(t), "made-1");
+  nfactory = 0;
+  assert_rc(asyncio_loop_run_until_complete(loop, t, NULL), 0);
+  assert_ok(asyncio_task_free(t));
+  ASSERT_SOFT();
+  assert_rc(asyncio_loop_set_task_factory(NULL, NULL, NULL), -EINVAL);
+  assert_null(asyncio_loop_get_task_factory(NULL, NULL));
+  assert_rc(asyncio_task_new(NULL, &t, return_arg, NULL, NULL), -EINVAL);
+  assert_rc(asyncio_task_new(loop, &t, NULL, NULL, NULL), -EINVAL);
+  assert_ok(asyncio_loop_close(loop));
+}
+
+static int eager_factory_main(void *arg) {
+  (void)arg;
+  asyncio_task_t *child;
+  step = 0;
+  CHECK_RC(asyncio_create_task(&child, eager_body, NULL, NULL), 0);
+  CHECK(step == 1); /* started inside create_task: eager without asking */
+  CHECK(asyncio_await(child, NULL) == 21);
+  asyncio_task_free(child);
+  asyncio_task_options_t o = {0};
+  o.name = "kept";
+  CHECK_RC(asyncio_create_task(&child, return_arg, (void *)3, &o), 0);
+  CHECK(asyncio_future_done(child)); /* never suspended: done at once */
+  CHECK(strcmp(asyncio_task_get_name(child), "kept") == 0); /* other options pass through */
+  asyncio_task_free(child);
+  return 0;
+}
+
+/* asyncio.eager_task_factory as a loop's factory: every task starts eagerly. */
+TEST(task_eager_task_factory) {
+  reset();
+  asyncio_loop_t *loop = harness_virtual_loop();
+  assert_ok(asyncio_loop_set_task_factory(loop, asyncio_eager_task_factory, NULL));
+  assert_rc(run_task(loop, eager_factory_main, NULL, NULL), 0);
+  ASSERT_SOFT();
+  assert_ok(asyncio_loop_close(loop));
+}
+
 /* ---- scale ----------------------------------------------------------------------- */
 
 #define NTASKS 100000

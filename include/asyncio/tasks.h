@@ -50,12 +50,60 @@ typedef struct asyncio_task_options {
 int asyncio_create_task(asyncio_task_t **out, asyncio_coro_fn fn, void *arg,
                         const asyncio_task_options_t *options);
 
-/* As asyncio_create_task on a given loop, running or not (loop.create_task()). */
+/*
+ * As asyncio_create_task on a given loop, running or not (loop.create_task()).
+ * With a task factory set (asyncio_loop_set_task_factory), the factory makes
+ * the task.
+ */
 int asyncio_loop_create_task(asyncio_loop_t *loop, asyncio_task_t **out, asyncio_coro_fn fn,
                              void *arg, const asyncio_task_options_t *options);
 
 /* Drops a reference to a task (asyncio_future_free). */
 int asyncio_task_free(asyncio_task_t *task);
+
+/*
+ * A task factory (loop.set_task_factory(factory)): create_task on a loop
+ * that has one calls factory(loop, out, fn, arg, options, factory_arg)
+ * instead of making the task itself; so do everything that creates tasks
+ * through create_task (TaskGroup, gather over coroutines, wait_for_coro).
+ * A factory makes the task with asyncio_task_new() (the Task constructor,
+ * which never calls a factory), usually after adjusting the options, and
+ * must store it in *out when out is non-NULL (out NULL: a detached task).
+ * It returns 0 or a negative error, which create_task returns.
+ */
+typedef int (*asyncio_task_factory_fn)(asyncio_loop_t *loop, asyncio_task_t **out,
+                                       asyncio_coro_fn fn, void *arg,
+                                       const asyncio_task_options_t *options, void *factory_arg);
+
+/*
+ * Task(coro, loop=loop, name=..., eager_start=...): makes a task on loop
+ * (running or not) without going through the loop's task factory.  As
+ * asyncio_loop_create_task otherwise.
+ */
+int asyncio_task_new(asyncio_loop_t *loop, asyncio_task_t **out, asyncio_coro_fn fn, void *arg,
+                     const asyncio_task_options_t *options);
+
+/*
+ * loop.set_task_factory(factory): NULL restores the default.  Returns 0,
+ * -EINVAL, ASYNCIO_EWRONGTHREAD.
+ */
+int asyncio_loop_set_task_factory(asyncio_loop_t *loop, asyncio_task_factory_fn factory,
+                                  void *factory_arg);
+
+/* loop.get_task_factory(): the factory (NULL for the default) and its argument. */
+asyncio_task_factory_fn asyncio_loop_get_task_factory(asyncio_loop_t *loop, void **factory_arg);
+
+/*
+ * asyncio.eager_task_factory (3.12): a factory that makes every task eager
+ * (asyncio_task_options_t.eager), for
+ * asyncio_loop_set_task_factory(loop, asyncio_eager_task_factory, NULL).
+ * Python's create_eager_task_factory(custom_task_constructor) has no C
+ * counterpart beyond this: write a factory that sets eager and calls your
+ * own constructor.
+ */
+int asyncio_eager_task_factory(asyncio_loop_t *loop, asyncio_task_t **out, asyncio_coro_fn fn,
+                               void *arg, const asyncio_task_options_t *options,
+                               void *factory_arg);
 
 /* True if the future is a task. */
 bool asyncio_future_is_task(const asyncio_future_t *future);
