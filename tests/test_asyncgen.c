@@ -1042,3 +1042,32 @@ TEST(asyncgen_cancel_nested) {
   assert_ok(asyncio_task_free(c));
   assert_ok(asyncio_loop_close(loop));
 }
+
+static int consume_under_timeout(void *arg) {
+  asyncio_asyncgen_t *g = arg;
+  void *v;
+  CHECK_RC(asyncio_asyncgen_next(g, &v), 1);
+  asyncio_timeout_t *cm;
+  CHECK_RC(asyncio_timeout_enter(&cm, 0.5), 0);
+  int rc = asyncio_timeout_exit(cm, asyncio_asyncgen_next(g, &v)); /* the body sleeps 10 s */
+  CHECK(asyncio_timeout_expired(cm));
+  asyncio_timeout_free(cm);
+  return rc;
+}
+
+/* `async with timeout(0.5): await anext(gen)` while the body sleeps: -ETIMEDOUT, the body unwound. */
+TEST(asyncgen_next_honours_timeout_scope) {
+  reset();
+  body_sleep_rc = 0;
+  asyncio_loop_t *loop = harness_virtual_loop();
+  asyncio_asyncgen_t *g;
+  assert_ok(asyncio_asyncgen_new(&g, long_sleep_body, NULL, NULL));
+  assert_rc(run_task(loop, consume_under_timeout, g), -ETIMEDOUT);
+  ASSERT_SOFT();
+  assert_int_equal(body_sleep_rc, -ECANCELED);
+  assert_int_equal(cleanups, 1);
+  assert_true(asyncio_loop_time(loop) == 0.5);
+  assert_int_equal(asyncio_asyncgen_get_state(g), ASYNCIO_AGEN_CLOSED);
+  assert_ok(asyncio_asyncgen_free(g));
+  assert_ok(asyncio_loop_close(loop));
+}

@@ -1109,3 +1109,80 @@ TEST(barrier_one_party) {
   reset();
   assert_rc(run_main(barrier_one_main, NULL), 0);
 }
+
+/* ---- the ambient timeout scope ------------------------------------------------ */
+
+/* rc of one waiting call run inside `async with timeout(0.05)`. */
+typedef int (*wait_call_fn)(void *obj);
+static int scoped(wait_call_fn call, void *obj) {
+  asyncio_timeout_t *cm;
+  int rc = asyncio_timeout_enter(&cm, 0.05);
+  if (rc < 0) return rc;
+  rc = call(obj);
+  rc = asyncio_timeout_exit(cm, rc);
+  CHECK(asyncio_timeout_expired(cm) == (rc == -ETIMEDOUT));
+  asyncio_timeout_free(cm);
+  return rc;
+}
+
+static int call_lock(void *o) { return asyncio_lock_acquire(o); }
+static int call_event(void *o) { return asyncio_event_wait(o); }
+static int call_sem(void *o) { return asyncio_semaphore_acquire(o); }
+static int call_cond(void *o) { return asyncio_condition_wait(o); }
+static int call_barrier(void *o) { return asyncio_barrier_wait(o); }
+
+static int scoped_main(void *arg) {
+  (void)arg;
+  /* Lock held elsewhere: the waiter times out, the lock stays with its holder,
+   * and the next waiter still gets it. */
+  asyncio_lock_t *l;
+  CHECK_RC(asyncio_lock_new(&l), 0);
+  CHECK_RC(asyncio_lock_acquire(l), 0);
+  CHECK_RC(scoped(call_lock, l), -ETIMEDOUT);
+  CHECK(asyncio_lock_locked(l));
+  CHECK_RC(asyncio_lock_release(l), 0);
+  CHECK(!asyncio_lock_locked(l));
+  CHECK_RC(scoped(call_lock, l), 0); /* free: no suspension, no timeout */
+  CHECK_RC(asyncio_lock_release(l), 0);
+  CHECK_RC(asyncio_lock_free(l), 0);
+
+  asyncio_event_t *e;
+  CHECK_RC(asyncio_event_new(&e), 0);
+  CHECK_RC(scoped(call_event, e), -ETIMEDOUT);
+  CHECK_RC(asyncio_event_set(e), 0);
+  CHECK_RC(scoped(call_event, e), 0);
+  CHECK_RC(asyncio_event_free(e), 0);
+
+  /* Semaphore at 0: the timed-out acquire takes no permit. */
+  asyncio_semaphore_t *s;
+  CHECK_RC(asyncio_semaphore_new(&s, 0), 0);
+  CHECK_RC(scoped(call_sem, s), -ETIMEDOUT);
+  CHECK(asyncio_semaphore_value(s) == 0);
+  CHECK_RC(asyncio_semaphore_release(s), 0);
+  CHECK(asyncio_semaphore_value(s) == 1);
+  CHECK_RC(scoped(call_sem, s), 0);
+  CHECK(asyncio_semaphore_value(s) == 0);
+  CHECK_RC(asyncio_semaphore_free(s), 0);
+
+  /* Condition: a timed-out wait has re-acquired the lock before returning. */
+  asyncio_condition_t *c;
+  CHECK_RC(asyncio_condition_new(&c, NULL), 0);
+  CHECK_RC(asyncio_condition_acquire(c), 0);
+  CHECK_RC(scoped(call_cond, c), -ETIMEDOUT);
+  CHECK_RC(asyncio_condition_release(c), 0); /* still held: release works */
+  CHECK_RC(asyncio_condition_free(c), 0);
+
+  /* Barrier of 2 with one arrival: it leaves, the count goes back to 0. */
+  asyncio_barrier_t *b;
+  CHECK_RC(asyncio_barrier_new(&b, 2), 0);
+  CHECK_RC(scoped(call_barrier, b), -ETIMEDOUT);
+  CHECK(asyncio_barrier_n_waiting(b) == 0);
+  CHECK_RC(asyncio_barrier_free(b), 0);
+  return 0;
+}
+
+/* Every waiting call is a cancellation point, so a timeout scope bounds it; nothing is lost. */
+TEST(sync_waits_honour_timeout_scope) {
+  reset();
+  assert_rc(run_main(scoped_main, NULL), 0);
+}

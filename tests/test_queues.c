@@ -690,3 +690,44 @@ TEST(queue_for_loop_until_shutdown) {
   reset();
   assert_rc(run_main(for_main, NULL), 0);
 }
+
+static int scoped_get(asyncio_queue_t *q, void **it) {
+  asyncio_timeout_t *cm;
+  int rc = asyncio_timeout_enter(&cm, 0.05);
+  if (rc < 0) return rc;
+  rc = asyncio_timeout_exit(cm, asyncio_queue_get(q, it));
+  asyncio_timeout_free(cm);
+  return rc;
+}
+
+static int scoped_put(asyncio_queue_t *q, void *it) {
+  asyncio_timeout_t *cm;
+  int rc = asyncio_timeout_enter(&cm, 0.05);
+  if (rc < 0) return rc;
+  rc = asyncio_timeout_exit(cm, asyncio_queue_put(q, it));
+  asyncio_timeout_free(cm);
+  return rc;
+}
+
+static int queue_scoped_main(void *arg) {
+  (void)arg;
+  asyncio_queue_t *q;
+  void *it = NULL;
+  CHECK_RC(asyncio_queue_new(&q, 1), 0);
+  CHECK_RC(scoped_get(q, &it), -ETIMEDOUT); /* empty */
+  CHECK_RC(scoped_put(q, ITEM(1)), 0);
+  CHECK_RC(scoped_put(q, ITEM(2)), -ETIMEDOUT); /* full: 2 is not in */
+  CHECK(asyncio_queue_qsize(q) == 1);
+  CHECK_RC(scoped_get(q, &it), 0);
+  CHECK(INT(it) == 1);
+  CHECK(asyncio_queue_empty(q));
+  CHECK_RC(asyncio_queue_task_done(q), 0);
+  CHECK_RC(asyncio_queue_free(q), 0);
+  return 0;
+}
+
+/* get/put under a timeout scope: -ETIMEDOUT, and the queue neither loses nor gains an item. */
+TEST(queue_waits_honour_timeout_scope) {
+  reset();
+  assert_rc(run_main(queue_scoped_main, NULL), 0);
+}
