@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -542,6 +543,38 @@ fail:;
   return e;
 }
 
+/*
+ * create_datagram_endpoint(family=AF_UNIX, local_addr=path, remote_addr=path):
+ * the "hosts" are socket paths ('@' = abstract namespace) and need no
+ * resolution.  As Python, a stale socket file at the local path is removed
+ * before binding, and the file is left behind on close.
+ */
+static int unix_datagram_endpoint(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
+                                  void *factory_arg, const asyncio_datagram_options_t *o,
+                                  asyncio_transport_t **transport, void **instance) {
+  if (o->local_port || o->remote_port || o->flags) return -EINVAL; /* paths have no ports */
+  addr_t la, ra;
+  memset(&la, 0, sizeof la);
+  memset(&ra, 0, sizeof ra);
+  int rc;
+  if (o->local_host && (rc = asyncio__unix_addr(o->local_host, &la.sa, &la.len))) return rc;
+  if (o->remote_host && (rc = asyncio__unix_addr(o->remote_host, &ra.sa, &ra.len))) return rc;
+  rc = check_task_loop(loop);
+  if (rc) return rc;
+  la.family = ra.family = AF_UNIX;
+  la.socktype = ra.socktype = SOCK_DGRAM;
+  la.protocol = ra.protocol = o->proto;
+  if (o->local_host && o->local_host[0] != '@') {
+    /* Only a socket: a regular file at the path is never removed (bind fails). */
+    struct stat st;
+    if (stat(o->local_host, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(o->local_host);
+  }
+  int fd = dgram_socket(o->local_host ? &la : NULL, o->remote_host ? &ra : NULL, AF_UNIX,
+                        o->proto, o);
+  if (fd < 0) return fd;
+  return wrap_socket(loop, fd, ASYNCIO__TK_DATAGRAM, factory, factory_arg, transport, instance);
+}
+
 ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
                                                       asyncio_protocol_factory_fn factory,
                                                       void *factory_arg,
@@ -560,6 +593,8 @@ ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
   if ((o->local_host && (o->local_port < 0 || o->local_port > 65535)) ||
       (o->remote_host && (o->remote_port < 0 || o->remote_port > 65535)))
     return -EINVAL;
+  if (!o->use_sock && o->family == AF_UNIX)
+    return unix_datagram_endpoint(loop, factory, factory_arg, o, transport, instance);
   int rc = check_task_loop(loop);
   if (rc) return rc;
   if (o->use_sock) {

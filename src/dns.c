@@ -123,11 +123,10 @@ ASYNCIO_API int asyncio_getaddrinfo(const char *host, const char *service,
     asyncio__free(r, size);
     return rc;
   }
-  rc = asyncio_await(f, NULL);
   /* Delivered (result or error): the request is ours; otherwise the abandon
    * hook frees it when the worker is done with it. */
-  int delivered = f->state == FUT_FINISHED;
-  asyncio__future_unref(f);
+  int delivered = 0;
+  rc = asyncio__await_job(f, NULL, &delivered);
   if (delivered) {
     if (rc >= 0) {
       *res = r->res;
@@ -196,9 +195,8 @@ ASYNCIO_API int asyncio_getnameinfo(const struct sockaddr *addr, socklen_t addrl
     asyncio__free(r, sizeof *r);
     return rc;
   }
-  rc = asyncio_await(f, NULL);
-  int delivered = f->state == FUT_FINISHED;
-  asyncio__future_unref(f);
+  int delivered = 0;
+  rc = asyncio__await_job(f, NULL, &delivered);
   if (!delivered) return rc;
   if (rc >= 0) {
     /* Both checked before either is written: outputs change only on success. */

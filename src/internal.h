@@ -326,6 +326,12 @@ int asyncio__threads_shutdown_default(asyncio_loop_t *loop, asyncio_future_t **o
 int asyncio__run_in_executor(asyncio_loop_t *loop, asyncio_executor_t *ex, asyncio_thread_fn fn,
                              void *arg, void (*abandon)(void *arg, int rc, void *value),
                              asyncio_future_t **out);
+/*
+ * threads.c: awaits such a future and drops the caller's reference, also
+ * when the loop is closed while the task waits; *delivered (nullable): the
+ * outcome arrived, so arg is the caller's again.
+ */
+int asyncio__await_job(asyncio_future_t *f, void **value, int *delivered);
 
 /* futures.c */
 void asyncio__future_init(asyncio_future_t *f, asyncio_loop_t *loop);

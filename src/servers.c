@@ -38,6 +38,12 @@ struct asyncio_server {
   size_t nls;
   int backlog;
   uint8_t serving, closed, woken, keep_alive, cleanup, orphan;
+  /*
+   * Not handed to the caller yet: create_server is suspended in its last
+   * sleep(0).  If the loop closes then, the task is destroyed and nobody
+   * would ever call asyncio_server_free, so server_destroy frees it all.
+   */
+  uint8_t unowned;
   double retry_delay;
   asyncio_transport_t *clients;
   size_t nclients;
@@ -259,6 +265,10 @@ static void server_destroy(asyncio__res_t *r) {
   s->serving = 0;
   s->forever = NULL;
   s->busy = 0;
+  if (s->unowned) {
+    if (s->ls) asyncio__free(s->ls, s->nls * sizeof *s->ls);
+    asyncio__free(s, sizeof *s);
+  }
 }
 
 ASYNCIO_API int asyncio_server_free(asyncio_server_t *s) {
@@ -392,6 +402,7 @@ int asyncio__server_new(asyncio_loop_t *loop, asyncio_protocol_factory_fn factor
     }
   }
   s->res.destroy = server_destroy;
+  s->unowned = 1;
   asyncio__res_link(loop, &s->res);
   if (!(o && o->start_serving < 0)) {
     rc = start_serving(s);
@@ -411,12 +422,36 @@ int asyncio__server_new(asyncio_loop_t *loop, asyncio_protocol_factory_fn factor
       return rc;
     }
   }
+  s->unowned = 0;
   *out = s;
   return 0;
 }
 
 static int same_sockaddr(const asyncio__addr_t *a, const asyncio__addr_t *b) {
   return a->family == b->family && a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
+
+/* create_server's temporaries (see below). */
+typedef struct creating {
+  asyncio__res_t res;
+  asyncio_loop_t *loop;
+  asyncio__addrs_t all; /* distinct addresses of every host; allcap entries allocated */
+  size_t allcap;
+  asyncio__addrs_t one; /* the host being resolved */
+  int *fds;             /* the listening sockets made so far; cap entries allocated */
+  size_t nfds, cap;
+  uint8_t handed;       /* fds belong to the server being made */
+} creating_t;
+
+static void creating_destroy(asyncio__res_t *r) {
+  creating_t *cr = (creating_t *)r;
+  asyncio__res_unlink(cr->loop, r);
+  if (!cr->handed)
+    for (size_t i = 0; i < cr->nfds; i++) close(cr->fds[i]);
+  if (cr->fds) asyncio__free(cr->fds, cr->cap * sizeof *cr->fds);
+  if (cr->all.v) asyncio__free(cr->all.v, cr->allcap * sizeof *cr->all.v);
+  asyncio__addrs_free(&cr->one);
+  asyncio__free(cr, sizeof *cr);
 }
 
 ASYNCIO_API int asyncio_loop_create_server(asyncio_loop_t *loop,
@@ -449,41 +484,48 @@ ASYNCIO_API int asyncio_loop_create_server(asyncio_loop_t *loop,
   while (hosts == one ? nh < 1 : hosts[nh] != NULL) nh++;
   int family = o ? o->family : 0;
   int flags = (o ? o->flags : 0) | AI_PASSIVE;
+  /*
+   * What create_server holds across its suspensions (the resolutions and the
+   * final sleep(0)) is a loop resource, so a task destroyed by loop close
+   * while it waits leaks nothing.
+   */
+  asyncio__net_t *net;
+  rc = asyncio__net_get(loop, &net);
+  if (rc) return rc;
+  creating_t *cr = asyncio__calloc(sizeof *cr);
+  if (!cr) return -ENOMEM;
+  cr->loop = loop;
+  cr->res.destroy = creating_destroy;
+  asyncio__res_link(loop, &cr->res);
   /* Resolve every host; one socket per distinct address. */
-  asyncio__addrs_t all = {0};
-  size_t allcap = 0; /* entries allocated in all.v (duplicates are dropped) */
-  for (size_t i = 0; i < nh; i++) {
-    asyncio__addrs_t a;
-    rc = asyncio__resolve(hosts[i], port, family, SOCK_STREAM, 0, flags, &a);
-    if (rc) {
-      if (all.v) asyncio__free(all.v, allcap * sizeof *all.v);
-      return rc;
-    }
-    void *p = asyncio__realloc(all.v, allcap * sizeof *all.v, (allcap + a.n) * sizeof *all.v);
+  asyncio__addrs_t *all = &cr->all;
+  for (size_t i = 0; i < nh && rc == 0; i++) {
+    rc = asyncio__resolve(hosts[i], port, family, SOCK_STREAM, 0, flags, &cr->one);
+    if (rc) break;
+    asyncio__addrs_t *a = &cr->one;
+    void *p = asyncio__realloc(all->v, cr->allcap * sizeof *all->v,
+                               (cr->allcap + a->n) * sizeof *all->v);
     if (!p) {
-      asyncio__addrs_free(&a);
-      if (all.v) asyncio__free(all.v, allcap * sizeof *all.v);
-      return -ENOMEM;
+      rc = -ENOMEM;
+      break;
     }
-    all.v = p;
-    allcap += a.n;
-    for (size_t j = 0; j < a.n; j++) {
+    all->v = p;
+    cr->allcap += a->n;
+    for (size_t j = 0; j < a->n; j++) {
       int dup = 0;
-      for (size_t k = 0; k < all.n && !dup; k++) dup = same_sockaddr(&all.v[k], &a.v[j]);
-      if (!dup) all.v[all.n++] = a.v[j];
+      for (size_t k = 0; k < all->n && !dup; k++) dup = same_sockaddr(&all->v[k], &a->v[j]);
+      if (!dup) all->v[all->n++] = a->v[j];
     }
-    asyncio__addrs_free(&a);
+    asyncio__addrs_free(a);
   }
-  size_t cap = all.n;
-  int *fds = asyncio__alloc((all.n ? all.n : 1) * sizeof *fds);
-  if (!fds) {
-    asyncio__free(all.v, allcap * sizeof *all.v);
-    return -ENOMEM;
+  if (rc == 0) {
+    cr->cap = all->n ? all->n : 1;
+    cr->fds = asyncio__alloc(cr->cap * sizeof *cr->fds);
+    if (!cr->fds) rc = -ENOMEM;
   }
-  size_t nfds = 0;
   int reuse_addr = !(o && o->reuse_address < 0);
-  for (size_t i = 0; i < all.n; i++) {
-    asyncio__addr_t *a = &all.v[i];
+  for (size_t i = 0; rc == 0 && i < all->n; i++) {
+    asyncio__addr_t *a = &all->v[i];
     int fd = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, a->protocol);
     if (fd < 0) {
       /* Python skips families the system does not support (EAFNOSUPPORT). */
@@ -491,7 +533,7 @@ ASYNCIO_API int asyncio_loop_create_server(asyncio_loop_t *loop,
       rc = -errno;
       break;
     }
-    fds[nfds++] = fd;
+    cr->fds[cr->nfds++] = fd;
     int on = 1;
     if (reuse_addr && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0) {
       rc = -errno;
@@ -508,11 +550,13 @@ ASYNCIO_API int asyncio_loop_create_server(asyncio_loop_t *loop,
       break;
     }
   }
-  asyncio__free(all.v, allcap * sizeof *all.v);
-  if (rc == 0 && nfds == 0) rc = -EAFNOSUPPORT;
-  if (rc == 0) rc = asyncio__server_new(loop, factory, factory_arg, fds, nfds, o, NULL, server);
-  if (rc < 0)
-    for (size_t i = 0; i < nfds; i++) close(fds[i]);
-  asyncio__free(fds, cap ? cap * sizeof *fds : sizeof *fds);
+  if (rc == 0 && cr->nfds == 0) rc = -EAFNOSUPPORT;
+  if (rc == 0) {
+    /* The server owns the sockets while server_new waits, and again on success. */
+    cr->handed = 1;
+    rc = asyncio__server_new(loop, factory, factory_arg, cr->fds, cr->nfds, o, NULL, server);
+    if (rc < 0) cr->handed = 0; /* handed back */
+  }
+  creating_destroy(&cr->res); /* closes the sockets unless handed over */
   return rc;
 }

@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "selector_events.h" /* loop resources */
 
 #define FALLBACK_BLOCK ((size_t)256 * 1024) /* base_events: min(count, 256 KiB) */
 #define SENDFILE_CHUNK ((size_t)0x40000000)  /* per sendfile(2) call when count is 0 */
@@ -232,6 +232,11 @@ static int sendfile_native(asyncio_loop_t *loop, int sock, int file_fd, off_t of
 }
 
 typedef struct read_req {
+  /* Linked while the block is being sent (the coroutine owns it then), so a
+   * task destroyed by loop close in sock_sendall does not leak it; while a
+   * read job has it, the job's abandon hook frees it instead. */
+  asyncio__res_t res;
+  asyncio_loop_t *loop;
   int fd;
   int seekable;
   off_t off;
@@ -255,13 +260,24 @@ static void read_abandon(void *arg, int rc, void *value) {
   asyncio__free(arg, sizeof(read_req_t) + FALLBACK_BLOCK);
 }
 
+static void read_req_destroy(asyncio__res_t *res) {
+  read_req_t *r = (read_req_t *)res;
+  asyncio__res_unlink(r->loop, res);
+  asyncio__free(r, sizeof *r + FALLBACK_BLOCK);
+}
+
 /* base_events._sock_sendfile_fallback: read on the executor, sock_sendall. */
 static int sendfile_fallback(asyncio_loop_t *loop, int sock, int file_fd, off_t offset,
                              size_t count, int seekable, size_t *total) {
   if (!seekable && offset != 0) return -ESPIPE;
+  asyncio__net_t *net;
+  int rc = asyncio__net_get(loop, &net);
+  if (rc) return rc;
   read_req_t *r = asyncio__alloc(sizeof *r + FALLBACK_BLOCK);
   if (!r) return -ENOMEM;
-  int rc = 0;
+  memset(&r->res, 0, sizeof r->res);
+  r->res.destroy = read_req_destroy;
+  r->loop = loop;
   for (;;) {
     size_t want = FALLBACK_BLOCK;
     if (count) {
@@ -275,16 +291,17 @@ static int sendfile_fallback(asyncio_loop_t *loop, int sock, int file_fd, off_t 
     asyncio_future_t *f;
     rc = asyncio__run_in_executor(loop, NULL, read_block, r, read_abandon, &f);
     if (rc) break;
-    rc = asyncio_await(f, NULL);
-    int delivered = f->state == FUT_FINISHED;
-    asyncio__future_unref(f);
+    int delivered = 0;
+    rc = asyncio__await_job(f, NULL, &delivered);
     if (!delivered) {
       r = NULL; /* the worker may still write into it: read_abandon frees it */
       break;
     }
     if (rc <= 0) break; /* error, cancelled after delivery, or end of file */
     size_t part = 0;
+    asyncio__res_link(loop, &r->res);
     rc = asyncio_sock_sendall(sock, r->buf, (size_t)rc, &part);
+    asyncio__res_unlink(loop, &r->res);
     *total += part;
     if (rc) break;
   }

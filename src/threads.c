@@ -32,7 +32,9 @@
  * under its lock; executors never outlive the jobs that point at them
  * (asyncio_executor_free refuses with -EBUSY).
  */
+#include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -105,6 +107,9 @@ struct asyncio__loop_threads {
   asyncio__ts_node_t *shutdown_node;
   asyncio_future_t **waiters;      /* references */
   size_t nwaiters, capwaiters;
+  /* Job futures a library coroutine awaits holding a reference on its stack
+   * (asyncio__await_job); loop close drops those references. */
+  struct jobfut *awaited;
 };
 
 /* ---- executors ------------------------------------------------------------- */
@@ -255,6 +260,7 @@ static int dequeue_locked(asyncio_executor_t *ex, job_t *j) {
 typedef struct jobfut {
   struct asyncio_future f;
   job_t *job;
+  struct jobfut *aprev, *anext; /* lt->awaited, while in asyncio__await_job */
 } jobfut_t;
 
 static void job_free(job_t *j) {
@@ -418,6 +424,38 @@ int asyncio__run_in_executor(asyncio_loop_t *loop, asyncio_executor_t *ex, async
   return 0;
 }
 
+static void awaited_unlink(lt_t *lt, jobfut_t *jf) {
+  if (jf->aprev)
+    jf->aprev->anext = jf->anext;
+  else
+    lt->awaited = jf->anext;
+  if (jf->anext) jf->anext->aprev = jf->aprev;
+  jf->aprev = jf->anext = NULL;
+}
+
+/*
+ * Awaits a future made by asyncio__run_in_executor and drops the caller's
+ * reference to it.  While the task is suspended the reference is recorded
+ * in the loop's thread state: if the loop is closed then, the task is
+ * destroyed without resuming, and asyncio__threads_loop_close drops the
+ * reference instead (no leak).  *delivered (if non-NULL) tells whether the
+ * job's outcome arrived (then its argument is the caller's again; otherwise
+ * the abandon hook has it).  Returns asyncio_await's result.
+ */
+int asyncio__await_job(asyncio_future_t *f, void **value, int *delivered) {
+  jobfut_t *jf = (jobfut_t *)f;
+  lt_t *lt = f->loop->threads; /* exists: the job was submitted through it */
+  jf->aprev = NULL;
+  jf->anext = lt->awaited;
+  if (lt->awaited) lt->awaited->aprev = jf;
+  lt->awaited = jf;
+  int rc = asyncio_await(f, value);
+  awaited_unlink(lt, jf);
+  if (delivered) *delivered = f->state == FUT_FINISHED;
+  asyncio__future_unref(f);
+  return rc;
+}
+
 ASYNCIO_API int asyncio_loop_run_in_executor(asyncio_loop_t *loop, asyncio_executor_t *ex,
                                              asyncio_thread_fn fn, void *arg,
                                              asyncio_future_t **out) {
@@ -431,9 +469,7 @@ ASYNCIO_API int asyncio_to_thread(asyncio_thread_fn fn, void *arg, void **value)
   asyncio_future_t *f;
   int rc = asyncio__run_in_executor(loop, NULL, fn, arg, NULL, &f);
   if (rc) return rc;
-  rc = asyncio_await(f, value);
-  asyncio__future_unref(f);
-  return rc;
+  return asyncio__await_job(f, value, NULL);
 }
 
 ASYNCIO_API int asyncio_loop_set_default_executor(asyncio_loop_t *loop, asyncio_executor_t *ex) {
@@ -558,16 +594,39 @@ int asyncio__threads_shutdown_default(asyncio_loop_t *loop, asyncio_future_t **o
   return 0;
 }
 
-ASYNCIO_API int asyncio_loop_shutdown_default_executor(asyncio_loop_t *loop) {
+ASYNCIO_API int asyncio_loop_shutdown_default_executor(asyncio_loop_t *loop, double timeout) {
   asyncio_loop_t *running = asyncio__running_loop;
   if (!running || !running->current) return ASYNCIO_ENOTASK;
-  if (!loop || loop != running) return -EINVAL;
+  if (!loop || loop != running || isnan(timeout)) return -EINVAL;
   if (!lt_get(loop)) return -ENOMEM; /* to remember that shutdown was called */
   asyncio_future_t *f;
   int rc = asyncio__threads_shutdown_default(loop, &f);
   if (rc || !f) return rc;
-  rc = asyncio_await(f, NULL);
+  /* lt->waiters keeps f alive until the join ends or the loop closes, and the
+   * task holds it while it waits: no reference on this stack, which a task
+   * destroyed by loop close would leak. */
   asyncio__future_unref(f);
+  asyncio_timeout_t *scope = NULL;
+  if (timeout >= 0) { /* async with timeouts.timeout(timeout) */
+    rc = asyncio_timeout_enter(&scope, timeout);
+    if (rc) return rc;
+  }
+  rc = asyncio_await(f, NULL);
+  if (scope) {
+    rc = asyncio_timeout_exit(scope, rc);
+    asyncio_timeout_free(scope);
+  }
+  if (rc == -ETIMEDOUT) {
+    /* Python warns (RuntimeWarning) and returns; the join goes on in the
+     * background and asyncio_loop_close waits for what is left of it. */
+    char msg[128];
+    snprintf(msg, sizeof msg,
+             "shutdown_default_executor: the default executor's threads were not joined "
+             "within %g seconds",
+             timeout);
+    asyncio__loop_report(loop, msg, -ETIMEDOUT, NULL, NULL);
+    return 1;
+  }
   return rc < 0 ? rc : 0;
 }
 
@@ -849,6 +908,12 @@ void asyncio__threads_loop_close(asyncio_loop_t *loop) {
   }
   if (lt->shutdown_node) asyncio__free(lt->shutdown_node, sizeof *lt->shutdown_node);
   for (size_t i = 0; i < lt->nwaiters; i++) asyncio__future_unref(lt->waiters[i]);
+  /* Their coroutines never resume: the tasks die pending, after this. */
+  while (lt->awaited) {
+    jobfut_t *jf = lt->awaited;
+    awaited_unlink(lt, jf);
+    asyncio__future_unref(&jf->f);
+  }
   asyncio__free(lt->waiters, lt->capwaiters * sizeof *lt->waiters);
   pthread_cond_destroy(&lt->idle);
   pthread_mutex_destroy(&lt->lock);

@@ -1,7 +1,7 @@
 /*
- * test_datagram.c - datagram endpoints and pipe transports
- * (create_datagram_endpoint, connect_read_pipe, connect_write_pipe in
- * include/asyncio/transports.h).
+ * test_datagram.c - datagram endpoints (UDP, and Unix datagram sockets by
+ * path) and pipe transports (create_datagram_endpoint, connect_read_pipe,
+ * connect_write_pipe in include/asyncio/transports.h).
  *
  * Python origin: selector_events._SelectorDatagramTransport,
  * base_events.create_datagram_endpoint, unix_events._UnixReadPipeTransport
@@ -11,7 +11,11 @@
 #include "net_helpers.h"
 
 #include <fcntl.h>
+#include <stddef.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+
+#include "../src/selector_events.h" /* asyncio__unix_addr: paths as the library spells them */
 
 typedef struct dctx {
   peer_t srv, cli;
@@ -281,4 +285,211 @@ TEST(pipe_arguments_and_pause) {
   dctx_t c = {0};
   assert_ok(run_main(pipe_args_main, &c));
   ASSERT_SOFT();
+}
+
+/* ---- Unix datagram endpoints ----------------------------------------------------------------- */
+
+typedef struct uctx {
+  dctx_t d;
+  char srv_path[108], cli_path[108], raw_path[108];
+  bool abstract;
+} uctx_t;
+
+/* The path of an AF_UNIX address as this library spells it ('@' = abstract). */
+static void un_path(const struct sockaddr_storage *ss, socklen_t sl, char *out, size_t cap) {
+  const struct sockaddr_un *un = (const struct sockaddr_un *)ss;
+  size_t base = offsetof(struct sockaddr_un, sun_path);
+  size_t n = sl > base ? sl - base : 0;
+  out[0] = 0;
+  if (ss->ss_family != AF_UNIX || n == 0 || n >= cap) return;
+  if (un->sun_path[0] == 0) {
+    out[0] = '@';
+    memcpy(out + 1, un->sun_path + 1, n - 1);
+    out[n] = 0;
+  } else {
+    memcpy(out, un->sun_path, n);
+    out[n] = 0;
+    out[strnlen(out, n)] = 0;
+  }
+}
+
+static int unix_dgram_main(void *arg) {
+  uctx_t *u = arg;
+  dctx_t *c = &u->d;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  if (!u->abstract) {
+    /* A stale socket file from an earlier run: removed before binding, as Python does. */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {0};
+    un.sun_family = AF_UNIX;
+    strcpy(un.sun_path, u->srv_path);
+    CHECK(bind(fd, (struct sockaddr *)&un, sizeof un) == 0);
+    close(fd);
+  }
+  c->srv.echo = true;
+  asyncio_datagram_options_t so = {.family = AF_UNIX, .local_host = u->srv_path};
+  asyncio_transport_t *st = NULL, *ct = NULL;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->srv, &so, &st, NULL), 0);
+  if (!st) return -1;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  char path[128];
+  CHECK_RC(asyncio_transport_get_sockname(st, (struct sockaddr *)&ss, &sl), 0);
+  un_path(&ss, sl, path, sizeof path);
+  CHECK(strcmp(path, u->srv_path) == 0);
+  sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_peername(st, (struct sockaddr *)&ss, &sl), -ENOTCONN);
+
+  /* A client bound to its own path (so the echo can come back) and connected to the server. */
+  asyncio_datagram_options_t co = {.family = AF_UNIX, .local_host = u->cli_path,
+                                   .remote_host = u->srv_path};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &co, &ct, NULL), 0);
+  if (!ct) return -1;
+  sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_peername(ct, (struct sockaddr *)&ss, &sl), 0);
+  un_path(&ss, sl, path, sizeof path);
+  CHECK(strcmp(path, u->srv_path) == 0);
+  CHECK_RC(asyncio_transport_sendto(ct, "ping", 4, NULL, 0), 0);
+  WAIT_UNTIL(c->cli.ndgrams == 1);
+  CHECK(c->cli.ndata == 4 && memcmp(c->cli.data, "ping", 4) == 0);
+  un_path(&c->cli.from, c->cli.fromlen, path, sizeof path);
+  CHECK(strcmp(path, u->srv_path) == 0);
+  un_path(&c->srv.from, c->srv.fromlen, path, sizeof path);
+  CHECK(strcmp(path, u->cli_path) == 0);
+  /* Connected: another destination is refused (Python's ValueError). */
+  struct sockaddr_un other = {0};
+  other.sun_family = AF_UNIX;
+  strcpy(other.sun_path, "/nonexistent/other.sock");
+  CHECK_RC(asyncio_transport_sendto(ct, "x", 1, (struct sockaddr *)&other, sizeof other), -EINVAL);
+
+  /* The low-level calls against the same endpoint: sock_sendto / sock_recvfrom by path. */
+  int raw = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  struct sockaddr_storage raw_addr, srv_addr;
+  socklen_t raw_len, srv_len;
+  CHECK_RC(asyncio__unix_addr(u->raw_path, &raw_addr, &raw_len), 0);
+  CHECK_RC(asyncio__unix_addr(u->srv_path, &srv_addr, &srv_len), 0);
+  CHECK(bind(raw, (struct sockaddr *)&raw_addr, raw_len) == 0);
+  CHECK_RC((int)asyncio_sock_sendto(raw, "raw!", 4, (struct sockaddr *)&srv_addr, srv_len), 4);
+  char buf[16];
+  struct sockaddr_storage from;
+  socklen_t fl = sizeof from;
+  CHECK_RC((int)asyncio_sock_recvfrom(raw, buf, sizeof buf, (struct sockaddr *)&from, &fl), 4);
+  CHECK(memcmp(buf, "raw!", 4) == 0);
+  un_path(&from, fl, path, sizeof path);
+  CHECK(strcmp(path, u->srv_path) == 0);
+  close(raw);
+
+  /* The server goes away: the connected client's next send fails with ECONNREFUSED,
+   * reported through error_received; the endpoint stays open (the lost-peer case). */
+  CHECK_RC(asyncio_transport_close(st), 0);
+  WAIT_UNTIL(c->srv.lost);
+  CHECK_RC(asyncio_transport_sendto(ct, "anyone?", 7, NULL, 0), 0);
+  WAIT_UNTIL(c->cli.errs >= 1);
+  CHECK(c->cli.last_err == -ECONNREFUSED);
+  CHECK(!asyncio_transport_is_closing(ct) && c->cli.lost == 0);
+  CHECK_RC(asyncio_transport_close(ct), 0);
+  WAIT_UNTIL(c->cli.lost);
+  CHECK(c->cli.lost_err == 0 && c->srv.lost_err == 0);
+  struct stat stt;
+  /* As in Python, closing leaves the socket files behind (the test removes them). */
+  if (!u->abstract) CHECK(stat(u->srv_path, &stt) == 0 && S_ISSOCK(stt.st_mode));
+  return 0;
+}
+
+static void unix_paths(uctx_t *u, const char *prefix) {
+  snprintf(u->srv_path, sizeof u->srv_path, "%sasyncio-dgram-srv-%d", prefix, (int)getpid());
+  snprintf(u->cli_path, sizeof u->cli_path, "%sasyncio-dgram-cli-%d", prefix, (int)getpid());
+  snprintf(u->raw_path, sizeof u->raw_path, "%sasyncio-dgram-raw-%d", prefix, (int)getpid());
+}
+
+static void unlink_paths(uctx_t *u) {
+  if (u->abstract) return;
+  unlink(u->srv_path);
+  unlink(u->cli_path);
+  unlink(u->raw_path);
+}
+
+/* create_datagram_endpoint(family=AF_UNIX, local_addr=path, remote_addr=path). */
+TEST(unix_datagram_endpoints) {
+  static uctx_t u;
+  memset(&u, 0, sizeof u);
+  unix_paths(&u, "/tmp/");
+  unlink_paths(&u);
+  int rc = run_main(unix_dgram_main, &u);
+  unlink_paths(&u);
+  assert_ok(rc);
+  ASSERT_SOFT();
+}
+
+/* The same in the Linux abstract namespace ('@' for Python's leading NUL). */
+TEST(unix_datagram_endpoints_abstract) {
+  static uctx_t u;
+  memset(&u, 0, sizeof u);
+  u.abstract = true;
+  unix_paths(&u, "@");
+  assert_ok(run_main(unix_dgram_main, &u));
+  ASSERT_SOFT();
+}
+
+static int unix_dgram_errors_main(void *arg) {
+  uctx_t *u = arg;
+  dctx_t *c = &u->d;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_transport_t *t = (void *)1;
+  /* Nobody at the remote path. */
+  asyncio_datagram_options_t o = {.family = AF_UNIX, .remote_host = u->srv_path};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &o, &t, NULL),
+           -ENOENT);
+  CHECK(t == NULL && c->cli.made == 0);
+  /* A path too long for sun_path, an empty path, a port with a path. */
+  char longp[200];
+  memset(longp, 'a', sizeof longp - 1);
+  longp[sizeof longp - 1] = 0;
+  o.remote_host = longp;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &o, &t, NULL),
+           -ENAMETOOLONG);
+  o.remote_host = "";
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &o, &t, NULL),
+           -EINVAL);
+  asyncio_datagram_options_t p = {.family = AF_UNIX, .local_host = u->srv_path, .local_port = 5};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &p, &t, NULL),
+           -EINVAL);
+  /* A regular file at the local path is not removed: bind fails. */
+  int fd = open(u->srv_path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  CHECK(fd >= 0);
+  close(fd);
+  p.local_port = 0;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &p, &t, NULL),
+           -EADDRINUSE);
+  struct stat st;
+  CHECK(stat(u->srv_path, &st) == 0 && S_ISREG(st.st_mode));
+  /* family alone: an unbound Unix datagram socket. */
+  asyncio_datagram_options_t f = {.family = AF_UNIX};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &f, &t, NULL), 0);
+  if (t) {
+    CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(c->cli.lost);
+  }
+  CHECK(asyncio_loop_create_datagram_endpoint(NULL, dgram_factory, &c->cli, &f, &t, NULL) ==
+        -EINVAL);
+  return 0;
+}
+
+TEST(unix_datagram_endpoint_errors) {
+  static uctx_t u;
+  memset(&u, 0, sizeof u);
+  unix_paths(&u, "/tmp/");
+  unlink_paths(&u);
+  int rc = run_main(unix_dgram_errors_main, &u);
+  unlink_paths(&u);
+  assert_ok(rc);
+  ASSERT_SOFT();
+  /* Outside a task. */
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  asyncio_datagram_options_t o = {.family = AF_UNIX, .local_host = u.srv_path};
+  asyncio_transport_t *t = NULL;
+  assert_rc(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &u.d.cli, &o, &t, NULL),
+            ASYNCIO_ENOTASK);
+  assert_ok(asyncio_loop_close(loop));
 }

@@ -262,7 +262,7 @@ static int cancel_queued_main(void *arg) {
   asyncio_future_free(block);
   /* The pool works on. */
   CHECK_RC(lookup_task(NULL), 0);
-  CHECK_RC(asyncio_loop_shutdown_default_executor(loop), 0);
+  CHECK_RC(asyncio_loop_shutdown_default_executor(loop, -1), 0);
   return 0;
 }
 
@@ -329,4 +329,62 @@ static int nameinfo_cancel_main(void *arg) {
 TEST(getnameinfo_cancel) {
   assert_ok(asyncio_run(nameinfo_cancel_main, NULL, &plain_run));
   ASSERT_SOFT();
+}
+
+/* ---- loop closed while lookups wait ------------------------------------------------ */
+
+static int blocker_task(void *arg) {
+  (void)arg;
+  return asyncio_to_thread(blocker, NULL, NULL);
+}
+
+typedef struct closing {
+  asyncio_task_t *ts[3];
+} closing_t;
+
+static int close_pending_main(void *arg) {
+  closing_t *c = arg;
+  /* The one worker runs the blocker (inside to_thread); the lookups queue behind it. */
+  CHECK_RC(asyncio_create_task(&c->ts[0], blocker_task, NULL, NULL), 0);
+  while (!atomic_load(&blocker_started)) asyncio_sleep(0);
+  CHECK_RC(asyncio_create_task(&c->ts[1], lookup_task, NULL, NULL), 0);
+  CHECK_RC(asyncio_create_task(&c->ts[2], one_nameinfo, NULL, NULL), 0);
+  asyncio_sleep(0);
+  asyncio_sleep(0);
+  for (int i = 0; i < 3; i++) CHECK(!asyncio_future_done(c->ts[i]));
+  return 0;
+}
+
+static void count_destroyed(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  (*(int *)ud)++;
+}
+
+/*
+ * Closing the loop while tasks wait in getaddrinfo / getnameinfo (queued)
+ * and to_thread (running): the tasks die pending, and neither the requests
+ * nor the futures they awaited may leak (the harness checks).
+ */
+TEST(lookups_pending_at_loop_close) {
+  static closing_t c;
+  memset(&c, 0, sizeof c);
+  asyncio_executor_t *ex;
+  sem_init(&release_sem, 0, 0);
+  atomic_store(&blocker_started, 0);
+  assert_ok(asyncio_executor_new(&ex, 1));
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  int reports = 0;
+  assert_ok(asyncio_loop_set_exception_handler(loop, count_destroyed, &reports));
+  assert_ok(asyncio_loop_set_default_executor(loop, ex));
+  asyncio_task_t *main_task = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &main_task, close_pending_main, &c, NULL));
+  assert_ok(asyncio_loop_run_until_complete(loop, main_task, NULL));
+  ASSERT_SOFT();
+  sem_post(&release_sem); /* close waits for the running blocker */
+  assert_ok(asyncio_loop_close(loop));
+  assert_int_equal(reports, 3); /* "Task was destroyed but it is pending!" */
+  for (int i = 0; i < 3; i++) asyncio_task_free(c.ts[i]);
+  asyncio_task_free(main_task);
+  assert_ok(asyncio_executor_free(ex));
+  sem_destroy(&release_sem);
 }

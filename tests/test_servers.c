@@ -10,6 +10,7 @@
 #include "net_helpers.h"
 
 #include <netinet/tcp.h>
+#include <semaphore.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -590,4 +591,155 @@ TEST(accept_connaborted_is_skipped) {
   sctx_t c = {0};
   assert_ok(run_main(accept_abort_main, &c));
   ASSERT_SOFT();
+}
+
+/* ---- create_server interrupted while it resolves ------------------------------------------- */
+
+/*
+ * A one-worker executor is kept busy by a job that waits on a semaphore, so
+ * the getaddrinfo job create_server submits stays queued: the task is
+ * certainly suspended inside the resolution when the test cancels it or
+ * closes the loop.  The first host is numeric (resolved without a thread),
+ * so create_server already holds the first host's addresses then.
+ */
+
+static sem_t g_block_sem;
+
+static int blocking_job(void *arg, void **value) {
+  (void)arg;
+  (void)value;
+  while (sem_wait(&g_block_sem) != 0) {
+  }
+  return 0;
+}
+
+typedef struct resolving {
+  sctx_t s;
+  asyncio_executor_t *ex;
+  asyncio_future_t *blocker;
+  asyncio_task_t *creator;
+  int started, creator_rc;
+} resolving_t;
+
+static int creator_task(void *arg) {
+  resolving_t *r = arg;
+  static const char *const hosts[] = {"127.0.0.1", "localhost", NULL};
+  asyncio_server_options_t o = {.hosts = hosts};
+  r->started = 1;
+  r->creator_rc = asyncio_loop_create_server(asyncio_get_running_loop(), pool_factory,
+                                             &r->s.pool, NULL, 0, &o, &r->s.srv);
+  return r->creator_rc;
+}
+
+/* Occupies the executor's one worker, then starts the creator inside its resolution. */
+static int start_resolving(resolving_t *r) {
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_set_default_executor(loop, r->ex), 0);
+  CHECK_RC(asyncio_loop_run_in_executor(loop, NULL, blocking_job, NULL, &r->blocker), 0);
+  CHECK_RC(asyncio_create_task(&r->creator, creator_task, r, NULL), 0);
+  for (int i = 0; i < 3; i++) CHECK_RC(asyncio_sleep(0), 0);
+  CHECK(r->started && !asyncio_future_done(r->creator));
+  return 0;
+}
+
+static int cancel_resolving_main(void *arg) {
+  resolving_t *r = arg;
+  start_resolving(r);
+  CHECK_RC(asyncio_task_cancel(r->creator, NULL), 1);
+  CHECK_RC(asyncio_await(r->creator, NULL), -ECANCELED);
+  CHECK(r->creator_rc == -ECANCELED && r->s.srv == NULL);
+  asyncio_task_free(r->creator);
+  /* The worker is still busy: let it go and collect it. */
+  sem_post(&g_block_sem);
+  CHECK_RC(asyncio_await(r->blocker, NULL), 0);
+  asyncio_future_free(r->blocker);
+  CHECK(r->s.pool.n == 0);
+  return 0;
+}
+
+/* Cancelling create_server while it resolves: -ECANCELED, nothing leaks (harness). */
+TEST(create_server_cancelled_while_resolving) {
+  static resolving_t r;
+  memset(&r, 0, sizeof r);
+  sem_init(&g_block_sem, 0, 0);
+  assert_ok(asyncio_executor_new(&r.ex, 1));
+  assert_ok(run_main(cancel_resolving_main, &r));
+  ASSERT_SOFT();
+  assert_ok(asyncio_executor_free(r.ex));
+  sem_destroy(&g_block_sem);
+}
+
+static void count_destroyed(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  (*(int *)ud)++;
+}
+
+static int close_resolving_main(void *arg) {
+  resolving_t *r = arg;
+  start_resolving(r);
+  /* Drop our interest in the blocker: its result is abandoned when it arrives. */
+  CHECK_RC(asyncio_future_cancel(r->blocker, NULL), 1);
+  asyncio_future_free(r->blocker);
+  r->blocker = NULL;
+  return 0;
+}
+
+/*
+ * Closing the loop while a task waits inside create_server's resolution
+ * destroys the task ("Task was destroyed but it is pending!"): what
+ * create_server had allocated and resolved so far must go with it.
+ */
+TEST(create_server_pending_at_loop_close) {
+  static resolving_t r;
+  memset(&r, 0, sizeof r);
+  sem_init(&g_block_sem, 0, 0);
+  assert_ok(asyncio_executor_new(&r.ex, 1));
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  int reports = 0;
+  assert_ok(asyncio_loop_set_exception_handler(loop, count_destroyed, &reports));
+  asyncio_task_t *main_task = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &main_task, close_resolving_main, &r, NULL));
+  assert_ok(asyncio_loop_run_until_complete(loop, main_task, NULL));
+  ASSERT_SOFT();
+  assert_false(asyncio_future_done(r.creator));
+  sem_post(&g_block_sem); /* loop_close waits for the running job */
+  assert_ok(asyncio_loop_close(loop));
+  assert_int_equal(reports, 1);
+  assert_null(r.s.srv);
+  asyncio_task_free(r.creator);
+  asyncio_task_free(main_task);
+  assert_ok(asyncio_executor_free(r.ex));
+  sem_destroy(&g_block_sem);
+}
+
+static int creator_start_serving_task(void *arg) {
+  resolving_t *r = arg;
+  r->started = 1;
+  r->creator_rc = asyncio_loop_create_server(asyncio_get_running_loop(), pool_factory,
+                                             &r->s.pool, "127.0.0.1", 0, NULL, &r->s.srv);
+  return r->creator_rc;
+}
+
+/*
+ * The same for the last suspension inside create_server: the loop iteration
+ * it yields after it started serving (Python's sleep(0)).
+ */
+TEST(create_server_pending_at_loop_close_after_bind) {
+  static resolving_t r;
+  memset(&r, 0, sizeof r);
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  int reports = 0;
+  assert_ok(asyncio_loop_set_exception_handler(loop, count_destroyed, &reports));
+  asyncio_task_t *t = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &t, creator_start_serving_task, &r, NULL));
+  /* stop() before run_forever(): exactly one iteration runs. */
+  assert_ok(asyncio_loop_stop(loop));
+  assert_ok(asyncio_loop_run_forever(loop));
+  assert_true(r.started);
+  assert_false(asyncio_future_done(t));
+  assert_ok(asyncio_loop_close(loop));
+  assert_int_equal(reports, 1);
+  assert_null(r.s.srv);
+  asyncio_task_free(t);
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -337,6 +338,60 @@ TEST(recv_peer_reset) {
   close(r.client);
 }
 
+typedef struct sendreset {
+  int client, server;
+  unsigned char *data;
+  size_t n, sent;
+  int rc;
+  int suspended;
+} sendreset_t;
+
+static int reset_sender(void *arg) {
+  sendreset_t *r = arg;
+  r->suspended = 1;
+  r->rc = asyncio_sock_sendall(r->client, r->data, r->n, &r->sent);
+  return 0;
+}
+
+static int sendall_reset_main(void *arg) {
+  sendreset_t *r = arg;
+  asyncio_task_t *t;
+  CHECK_RC(asyncio_create_task(&t, reset_sender, r, NULL), 0);
+  /* Until the sender waits for room (the peer reads nothing). */
+  while (!r->suspended) asyncio_sleep(0);
+  asyncio_sleep(0);
+  CHECK(!asyncio_future_done(t));
+  struct linger lg = {1, 0};
+  setsockopt(r->server, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(r->server); /* unread data and linger 0: RST */
+  CHECK_RC(asyncio_await(t, NULL), 0);
+  asyncio_task_free(t);
+  return 0;
+}
+
+/* The peer resets while sock_sendall waits: the error, and how much went out. */
+TEST(sendall_peer_reset) {
+  sendreset_t r = {0};
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int l = tcp_listener(AF_INET, &ss, &len);
+  assert_true(l >= 0);
+  r.client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_int_equal(connect(r.client, (struct sockaddr *)&ss, len), 0);
+  set_nonblocking(r.client);
+  r.server = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+  assert_true(r.server >= 0);
+  close(l);
+  r.n = (size_t)64 * 1024 * 1024; /* far more than the socket buffers hold */
+  r.data = calloc(1, r.n);
+  assert_ok(asyncio_run(sendall_reset_main, &r, &plain_run));
+  ASSERT_SOFT();
+  assert_true(r.rc == -ECONNRESET || r.rc == -EPIPE);
+  assert_true(r.sent > 0 && r.sent < r.n);
+  free(r.data);
+  close(r.client);
+}
+
 /* ---- UDP -------------------------------------------------------------------------- */
 
 typedef struct udp {
@@ -525,6 +580,70 @@ TEST(sendfile_not_available_and_pipe_fallback) {
   close(p[0]);
   close(s.sv[0]);
   close(s.sv[1]);
+}
+
+
+/* ---- loop closed while sock_sendfile's fallback waits ---------------------------------- */
+
+
+static void count_reports_sf(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  (*(int *)ud)++;
+}
+
+typedef struct sf_close {
+  int file;
+  int sv[2];
+  int started;
+} sf_close_t;
+
+static int sf_close_sender(void *arg) {
+  sf_close_t *c = arg;
+  asyncio_sendfile_options_t o = {.force_fallback = true};
+  c->started = 1;
+  return asyncio_sock_sendfile(c->sv[0], c->file, 0, 0, NULL, &o);
+}
+
+static int sf_close_watcher(void *arg) {
+  sf_close_t *c = arg;
+  /* The first block reached the peer, which never reads: the sender is
+   * stuck in sock_sendall (or reading its next block on the executor). */
+  int queued = 0;
+  for (int i = 0; i < 20000 && queued <= 0; i++) {
+    ioctl(c->sv[1], FIONREAD, &queued);
+    if (queued <= 0) asyncio_sleep(0.001);
+  }
+  CHECK(queued > 0);
+  for (int i = 0; i < 5; i++) asyncio_sleep(0.001);
+  return 0;
+}
+
+/*
+ * A task destroyed by loop close inside sock_sendfile's read/send fallback
+ * leaks neither its block buffer nor the read job's future.
+ */
+TEST(sendfile_fallback_pending_at_loop_close) {
+  sf_close_t c = {0};
+  unsigned char *data = make_file(&c.file);
+  free(data);
+  nb_socketpair(SOCK_STREAM, c.sv);
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  int reports = 0;
+  assert_ok(asyncio_loop_set_exception_handler(loop, count_reports_sf, &reports));
+  asyncio_task_t *sender = NULL, *watcher = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &sender, sf_close_sender, &c, NULL));
+  assert_ok(asyncio_loop_create_task(loop, &watcher, sf_close_watcher, &c, NULL));
+  assert_ok(asyncio_loop_run_until_complete(loop, watcher, NULL));
+  ASSERT_SOFT();
+  assert_true(c.started);
+  assert_false(asyncio_future_done(sender));
+  assert_ok(asyncio_loop_close(loop));
+  assert_int_equal(reports, 1); /* "Task was destroyed but it is pending!" */
+  asyncio_task_free(sender);
+  asyncio_task_free(watcher);
+  close(c.sv[0]);
+  close(c.sv[1]);
+  close(c.file);
 }
 
 /* ---- cancellation and misuse ----------------------------------------------------------- */

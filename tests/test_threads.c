@@ -14,6 +14,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -150,7 +151,7 @@ static int cancel_running_main(void *arg) {
   CHECK(!atomic_load(&finished));
   sem_post(&release_sem);
   /* The function still runs to completion; shutdown waits for it. */
-  CHECK_RC(asyncio_loop_shutdown_default_executor(asyncio_get_running_loop()), 0);
+  CHECK_RC(asyncio_loop_shutdown_default_executor(asyncio_get_running_loop(), -1), 0);
   CHECK(atomic_load(&finished));
   asyncio_task_free(child);
   return 0;
@@ -215,7 +216,7 @@ static int shutdown_main(void *arg) {
   (void)arg;
   asyncio_loop_t *loop = asyncio_get_running_loop();
   /* Nothing to shut down yet. */
-  CHECK_RC(asyncio_loop_shutdown_default_executor(loop), 0);
+  CHECK_RC(asyncio_loop_shutdown_default_executor(loop, -1), 0);
   CHECK_RC(asyncio_to_thread(twice, (void *)2, NULL), ASYNCIO_ECLOSED);
   return 0;
 }
@@ -227,7 +228,7 @@ static int shutdown_after_use_main(void *arg) {
   for (int i = 0; i < 8; i++)
     CHECK_RC(asyncio_loop_run_in_executor(loop, NULL, twice, (void *)(intptr_t)i, &fs[i]), 0);
   /* Queued jobs still run; shutdown returns once every worker is joined. */
-  CHECK_RC(asyncio_loop_shutdown_default_executor(loop), 0);
+  CHECK_RC(asyncio_loop_shutdown_default_executor(loop, -1), 0);
   for (int i = 0; i < 8; i++) {
     CHECK(asyncio_future_done(fs[i]));
     CHECK_RC(asyncio_future_result(fs[i], NULL), 2 * i);
@@ -235,8 +236,8 @@ static int shutdown_after_use_main(void *arg) {
   }
   CHECK_RC(asyncio_to_thread(twice, (void *)2, NULL), ASYNCIO_ECLOSED);
   /* Called again: nothing left to wait for. */
-  CHECK_RC(asyncio_loop_shutdown_default_executor(loop), 0);
-  CHECK_RC(asyncio_loop_shutdown_default_executor(NULL), -EINVAL);
+  CHECK_RC(asyncio_loop_shutdown_default_executor(loop, -1), 0);
+  CHECK_RC(asyncio_loop_shutdown_default_executor(NULL, -1), -EINVAL);
   return 0;
 }
 
@@ -246,6 +247,59 @@ TEST(shutdown_default_executor) {
   ASSERT_SOFT();
   assert_ok(asyncio_run(shutdown_after_use_main, NULL, &plain_run));
   ASSERT_SOFT();
+}
+
+static int g_timeout_reports, g_timeout_err;
+
+static void timeout_warning(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  g_timeout_reports++;
+  g_timeout_err = ctx->error;
+  CHECK(ctx->message && strstr(ctx->message, "not joined") != NULL);
+}
+
+static int shutdown_timeout_main(void *arg) {
+  int wait_again = (int)(intptr_t)arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_shutdown_default_executor(loop, NAN), -EINVAL);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, timeout_warning, NULL), 0);
+  asyncio_future_t *job;
+  CHECK_RC(asyncio_loop_run_in_executor(loop, NULL, blocking_job, NULL, &job), 0);
+  CHECK_RC(wait_flag(&started), 0);
+  /* The worker is stuck: the shutdown gives up after the timeout, with a warning. */
+  CHECK_RC(asyncio_loop_shutdown_default_executor(loop, 0.01), 1);
+  CHECK(g_timeout_reports == 1 && g_timeout_err == -ETIMEDOUT);
+  CHECK(!atomic_load(&finished));
+  CHECK_RC(asyncio_to_thread(twice, (void *)2, NULL), ASYNCIO_ECLOSED);
+  sem_post(&release_sem);
+  /* The job was accepted before the shutdown: its outcome still arrives. */
+  CHECK_RC(asyncio_await(job, NULL), 7);
+  asyncio_future_free(job);
+  if (wait_again) {
+    /* Called again without a timeout: waits for the join still in progress. */
+    CHECK_RC(asyncio_loop_shutdown_default_executor(loop, -1), 0);
+    CHECK_RC(asyncio_loop_shutdown_default_executor(loop, 0), 0); /* nothing left */
+  }
+  CHECK(g_timeout_reports == 1);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  return 0;
+}
+
+/*
+ * shutdown_default_executor(timeout) (3.12): after the timeout a warning is
+ * issued and the call returns without joining the busy thread; a later call,
+ * or the runner's close, finishes the join (no thread leaks).
+ */
+TEST(shutdown_default_executor_timeout) {
+  for (int again = 1; again >= 0; again--) {
+    sem_init(&release_sem, 0, 0);
+    atomic_store(&started, 0);
+    atomic_store(&finished, 0);
+    g_timeout_reports = 0;
+    assert_ok(asyncio_run(shutdown_timeout_main, (void *)(intptr_t)again, &plain_run));
+    ASSERT_SOFT();
+    assert_true(atomic_load(&finished));
+    sem_destroy(&release_sem);
+  }
 }
 
 static int user_executor_main(void *arg) {
@@ -258,7 +312,7 @@ static int user_executor_main(void *arg) {
   CHECK_RC(asyncio_loop_set_default_executor(NULL, ex), -EINVAL);
   CHECK_RC(asyncio_loop_set_default_executor(loop, NULL), -EINVAL);
   /* A borrowed default is let go, not shut down. */
-  CHECK_RC(asyncio_loop_shutdown_default_executor(loop), 0);
+  CHECK_RC(asyncio_loop_shutdown_default_executor(loop, -1), 0);
   CHECK_RC(asyncio_to_thread(twice, (void *)2, NULL), ASYNCIO_ECLOSED);
   return 0;
 }

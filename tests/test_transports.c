@@ -383,6 +383,51 @@ TEST(abort_drops_buffer) {
   ASSERT_SOFT();
 }
 
+/*
+ * The other direction of a reset: the sending peer resets the connection
+ * (SO_LINGER 0, then close) in the middle of a transfer.  The receiving
+ * transport delivers an in-order prefix of the stream, then connection_lost
+ * with ConnectionResetError -- never a clean EOF, since no FIN was sent.
+ */
+#define RESET_TOTAL ((size_t)4 * 1024 * 1024)
+
+static int reset_by_sender_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)server_port(srv, 0));
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  CHECK_RC(asyncio_sock_connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+  unsigned char *data = malloc(RESET_TOTAL);
+  for (size_t i = 0; i < RESET_TOTAL; i++) data[i] = (unsigned char)(i * 31 + (i >> 12));
+  /* Half of it goes out (the server reads as it comes) ... */
+  CHECK_RC(asyncio_sock_sendall(fd, data, RESET_TOTAL / 2, NULL), 0);
+  peer_t *sp = &c->pool.peers[0];
+  WAIT_UNTIL(c->pool.n == 1 && sp->nrecv > 0);
+  /* ... then the rest is queued in the kernel and the connection is reset. */
+  ssize_t more = send(fd, data + RESET_TOTAL / 2, RESET_TOTAL / 2, MSG_NOSIGNAL);
+  CHECK(more >= 0 || errno == EAGAIN);
+  struct linger lg = {1, 0};
+  CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+  close(fd);
+  WAIT_UNTIL(sp->lost == 1);
+  CHECK(sp->lost_err == -ECONNRESET);
+  CHECK(sp->eofs == 0);
+  CHECK(sp->nrecv <= RESET_TOTAL);
+  CHECK(sp->sum == fnv(FNV_INIT, data, sp->nrecv)); /* a prefix, in order */
+  free(data);
+  return stop_server(srv);
+}
+
+TEST(reset_by_sender_mid_transfer) {
+  ctx_t c = {0};
+  assert_ok(run_main(reset_by_sender_main, &c));
+  ASSERT_SOFT();
+}
+
 /* ---- connection errors and Happy Eyeballs ---------------------------------------------------- */
 
 static int refused_main(void *arg) {

@@ -99,16 +99,23 @@ int asyncio_loop_run_in_executor(asyncio_loop_t *loop, asyncio_executor_t *execu
 int asyncio_to_thread(asyncio_thread_fn fn, void *arg, void **value);
 
 /*
- * loop.shutdown_default_executor(): no further jobs are accepted by the
- * default executor (run_in_executor(loop, NULL, ...) then returns
+ * loop.shutdown_default_executor(timeout): no further jobs are accepted by
+ * the default executor (run_in_executor(loop, NULL, ...) then returns
  * ASYNCIO_ECLOSED); suspends the calling task until the queued jobs have run
- * and every worker thread has been joined.  Returns 0 (also when there was
- * no default executor), ASYNCIO_ENOTASK, -EINVAL (loop is not the running
- * loop), -ENOMEM, -EAGAIN (no joiner thread), or -ECANCELED (the shutdown
- * goes on; asyncio_loop_close waits for it).  Python's timeout argument is
- * an ambient timeout scope around the call.
+ * and every worker thread has been joined, or until `timeout` seconds have
+ * passed (timeout < 0 waits forever: Python's None; 0 only returns at once
+ * when there is nothing to join).  After the timeout it does what Python
+ * does with its RuntimeWarning: reports the warning through the loop's
+ * exception handler (error -ETIMEDOUT) and returns 1 without waiting for
+ * the threads still running; the join goes on in the background and
+ * asyncio_loop_close waits for the rest.  Returns 0 (also when there was no
+ * default executor), 1 (timed out), ASYNCIO_ENOTASK, -EINVAL (loop is not
+ * the running loop, timeout NaN), -ENOMEM, -EAGAIN (no joiner thread), or
+ * -ECANCELED (the shutdown goes on; asyncio_loop_close waits for it).
+ * An enclosing timeout scope still bounds the call, with -ETIMEDOUT from
+ * that scope's exit as usual.
  */
-int asyncio_loop_shutdown_default_executor(asyncio_loop_t *loop);
+int asyncio_loop_shutdown_default_executor(asyncio_loop_t *loop, double timeout);
 
 /* ---- concurrent futures: run_coroutine_threadsafe ------------------------- */
 

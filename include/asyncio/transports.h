@@ -273,7 +273,13 @@ typedef struct asyncio_datagram_options {
   /* remote_addr=(host, port): connect here; NULL host = unconnected. */
   const char *remote_host;
   int remote_port;
-  int family; /* 0 = from the addresses */
+  /*
+   * 0 = from the addresses.  AF_UNIX: local_host / remote_host are socket
+   * paths ('@' = the abstract namespace), the ports and flags must be 0, and
+   * nothing is resolved (Python: family=AF_UNIX, local_addr=path,
+   * remote_addr=path).
+   */
+  int family;
   int proto;
   int flags;
   bool reuse_port;      /* SO_REUSEPORT */
@@ -290,6 +296,11 @@ typedef struct asyncio_datagram_options {
  * family or sock is required (-EINVAL).  Suspends (resolution, and until
  * connection_made has run).  Returns as create_connection; when several
  * address pairs fail, the first error (as Python raises exceptions[0]).
+ * With family AF_UNIX it makes a Unix datagram endpoint: a socket file
+ * already at local_host is removed before binding (never another kind of
+ * file: bind then fails with -EADDRINUSE) and, as in Python, left behind on
+ * close; errors also -ENAMETOOLONG, and connect's (-ENOENT, -ECONNREFUSED)
+ * for remote_host.
  */
 int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
                                           asyncio_protocol_factory_fn factory, void *factory_arg,
