@@ -27,5 +27,6 @@
 #include "asyncio/protocols.h"
 #include "asyncio/transports.h"
 #include "asyncio/servers.h"
+#include "asyncio/streams.h"
 
 #endif

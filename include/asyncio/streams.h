@@ -1,0 +1,299 @@
+/*
+ * asyncio/streams.h - streams (Python: asyncio.streams): a StreamReader /
+ * StreamWriter pair over a transport, for code that reads and writes in
+ * tasks instead of reacting in protocol callbacks.
+ *
+ * A connection's reader and writer are two handles on one object.  Each is
+ * freed on its own (asyncio_stream_reader_free, asyncio_stream_writer_free);
+ * the object goes when both are.  Freeing the writer closes the transport
+ * the way StreamWriter.close() does: data already accepted by write() is
+ * still sent, then the socket is closed.  Freeing the reader while the
+ * connection is open stops reading (data that arrives later is discarded).
+ *
+ * Flow control, as StreamReader: when more than 2 * `limit` bytes (64 KiB
+ * by default) are buffered the reader pauses the transport, and resumes it
+ * once the buffer is down to `limit` (or when a read waits for more);
+ * readline / readuntil fail with ASYNCIO_ELIMITOVERRUN when the separator
+ * is not within `limit` bytes.  The transport receives straight into the
+ * reader's buffer, or into the caller's buffer while a read waits on an
+ * empty one.
+ *
+ * Errors.  A connection error (-ECONNRESET, ...) is kept and returned by
+ * every later read once the data received before it has been consumed
+ * (Python raises it at once, dropping that data).  A read that is
+ * cancelled, or fails with an error, consumes nothing: bytes it had taken
+ * go back in front of the buffer.
+ *
+ * Every call that can suspend is a cancellation point and is bounded by the
+ * ambient timeout scope (asyncio/timeouts.h): when the scope expires the
+ * call returns -ECANCELED, which asyncio_timeout_exit() turns into
+ * -ETIMEDOUT; the stream stays usable.  All calls are loop-thread
+ * only; the suspending ones must be called from a task (else
+ * ASYNCIO_ENOTASK).  Only one task may wait on a reader at a time (a second
+ * gets ASYNCIO_EINVALIDSTATE, Python's RuntimeError "... already waiting");
+ * several tasks may wait in drain() on one writer, and all wake together.
+ */
+#ifndef ASYNCIO_STREAMS_H
+#define ASYNCIO_STREAMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "events.h"
+#include "servers.h"
+#include "transports.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* streams._DEFAULT_LIMIT */
+#define ASYNCIO_STREAM_LIMIT ((size_t)64 * 1024)
+
+typedef struct asyncio_stream_reader asyncio_stream_reader_t;
+typedef struct asyncio_stream_writer asyncio_stream_writer_t;
+
+/* Options for open_connection / start_server and their Unix variants; NULL = defaults. */
+typedef struct asyncio_stream_options {
+  size_t limit; /* the reader's buffer limit; 0 = ASYNCIO_STREAM_LIMIT */
+  /* open_connection / open_unix_connection: passed to create_connection (NULL = defaults). */
+  const asyncio_connection_options_t *connection;
+  /* start_server / start_unix_server: passed to create_server (NULL = defaults). */
+  const asyncio_server_options_t *server;
+} asyncio_stream_options_t;
+
+/* ---- opening connections -------------------------------------------------- */
+
+/*
+ * asyncio.open_connection(host, port, limit=..., **kwds): create_connection
+ * on the running loop, with a reader and a writer over the transport.
+ * Suspends.  On success the caller owns *reader and *writer.  Returns 0 or
+ * what asyncio_loop_create_connection returns (-ECONNREFUSED, ASYNCIO_EGAI_*,
+ * -ECANCELED, also when a timeout scope expires, ...), ASYNCIO_ENOTASK,
+ * -EINVAL (NULL out pointers).
+ */
+int asyncio_open_connection(const char *host, int port, const asyncio_stream_options_t *options,
+                            asyncio_stream_reader_t **reader, asyncio_stream_writer_t **writer);
+
+/* asyncio.open_unix_connection(path, ...): as asyncio_open_connection. */
+int asyncio_open_unix_connection(const char *path, const asyncio_stream_options_t *options,
+                                 asyncio_stream_reader_t **reader,
+                                 asyncio_stream_writer_t **writer);
+
+/*
+ * The client_connected_cb of start_server: runs as a task of its own for
+ * each accepted connection (Python wraps a coroutine callback in a task).
+ * The handler owns nothing: when it returns, the library frees the reader
+ * and the writer (closing the transport, buffered data still sent), unless
+ * the handler took them over with asyncio_stream_detach() first (a handle
+ * another task is still suspended on is left alone; such a stream is
+ * freed at loop close).  A handler task still pending when the loop is
+ * closed is destroyed and its reader and writer freed with it.  Its
+ * return value is the task's outcome: an error nobody retrieves is reported
+ * through the loop's exception handler, as Python logs it.
+ */
+typedef int (*asyncio_stream_handler_fn)(asyncio_stream_reader_t *reader,
+                                         asyncio_stream_writer_t *writer, void *arg);
+
+/*
+ * asyncio.start_server(client_connected_cb, host, port, limit=..., **kwds):
+ * create_server on the running loop; each connection gets a reader, a
+ * writer and a task running handler(reader, writer, arg).  Suspends.  The
+ * caller owns *server (asyncio/servers.h: close, serve_forever, wait_closed,
+ * free).  Closing the server does not stop the handlers (as in Python);
+ * asyncio_server_close_clients() closes their connections.  Returns as
+ * asyncio_loop_create_server.
+ */
+int asyncio_start_server(asyncio_stream_handler_fn handler, void *arg, const char *host, int port,
+                         const asyncio_stream_options_t *options, asyncio_server_t **server);
+
+/* asyncio.start_unix_server(client_connected_cb, path, ...): as asyncio_start_server. */
+int asyncio_start_unix_server(asyncio_stream_handler_fn handler, void *arg, const char *path,
+                              const asyncio_stream_options_t *options, asyncio_server_t **server);
+
+/*
+ * Takes the reader and writer of a start_server handler over: the library
+ * no longer frees them when the handler returns, the caller frees them
+ * (e.g. after handing them to another task).  Returns 0, -EINVAL.
+ */
+int asyncio_stream_detach(asyncio_stream_writer_t *writer);
+
+/* ---- StreamReader ---------------------------------------------------------- */
+
+/*
+ * StreamReader.read(n): waits until at least one byte is buffered or EOF,
+ * then copies up to n bytes into buf.  Returns the byte count (> 0), 0 at
+ * EOF (or when n == 0), or a negative error: the connection's error
+ * (-ECONNRESET, ...) once the buffer is empty, -ECANCELED,
+ * ASYNCIO_EINVALIDSTATE (another task is waiting on this reader), -EINVAL,
+ * ASYNCIO_ENOTASK (it had to wait outside a task), ASYNCIO_ECLOSED (the
+ * loop was closed).
+ */
+ssize_t asyncio_stream_read(asyncio_stream_reader_t *reader, void *buf, size_t n);
+
+/*
+ * StreamReader.read() / read(-1): reads until EOF.  *data gets a buffer the
+ * caller owns (free it with asyncio_stream_free_data(*data, *len); it is
+ * NUL-terminated for convenience), *len its length.  Not bounded by the
+ * limit (as in Python).  Returns 0, a connection error (the bytes read so
+ * far are dropped), -ECANCELED, -ENOMEM, -EINVAL.
+ */
+int asyncio_stream_read_all(asyncio_stream_reader_t *reader, char **data, size_t *len);
+
+/* Frees what asyncio_stream_read_all returned (len as it returned).  NULL-safe. */
+void asyncio_stream_free_data(char *data, size_t len);
+
+/*
+ * StreamReader.readexactly(n): copies exactly n bytes into buf.  At EOF
+ * before n bytes: ASYNCIO_EINCOMPLETEREAD, and the bytes that did arrive are
+ * in buf, their count from asyncio_stream_partial_len() (IncompleteReadError.
+ * partial; they are consumed).  Otherwise returns 0, or an error as read().
+ */
+int asyncio_stream_readexactly(asyncio_stream_reader_t *reader, void *buf, size_t n);
+
+/*
+ * StreamReader.readline(): readuntil("\n"), except that at EOF it returns
+ * the partial line (possibly empty) instead of failing, and on a line
+ * longer than the limit it discards the data it looked at (up to and
+ * including the separator when it is in the buffer) and fails with
+ * ASYNCIO_ELIMITOVERRUN (Python raises ValueError; ours keeps the
+ * LimitOverrunError code).
+ *
+ * *line points into the reader's buffer (borrowed: valid until the next
+ * call on this reader), includes the '\n' when there is one, and is not
+ * NUL-terminated.  Returns the length (0 = EOF), or an error as read().
+ */
+ssize_t asyncio_stream_readline(asyncio_stream_reader_t *reader, const char **line);
+
+/*
+ * StreamReader.readuntil(separator): waits until the separator is in the
+ * buffer and returns the data up to and including it (*out borrowed as for
+ * readline).  Errors: at EOF first, ASYNCIO_EINCOMPLETEREAD with the whole
+ * buffer consumed and retrievable with asyncio_stream_partial(); when the
+ * separator is not found within `limit` bytes, ASYNCIO_ELIMITOVERRUN with
+ * nothing consumed (asyncio_stream_overrun_consumed() tells how many bytes
+ * were looked at, LimitOverrunError.consumed); -EINVAL for an empty
+ * separator; else as read().  Returns the length (> 0).
+ */
+ssize_t asyncio_stream_readuntil(asyncio_stream_reader_t *reader, const void *sep, size_t seplen,
+                                 const char **out);
+
+/*
+ * readuntil((sep1, sep2, ...)) (Python 3.13): the shortest match of any of
+ * the nseps separators wins.  As asyncio_stream_readuntil.
+ */
+ssize_t asyncio_stream_readuntil_any(asyncio_stream_reader_t *reader, const void *const *seps,
+                                     const size_t *seplens, size_t nseps, const char **out);
+
+/*
+ * After ASYNCIO_EINCOMPLETEREAD from readuntil: the partial bytes
+ * (IncompleteReadError.partial), borrowed until the next call on the reader.
+ * After readexactly: *data NULL, *len the count copied into the caller's
+ * buffer.  Returns 0, or -EINVAL.
+ */
+int asyncio_stream_partial(const asyncio_stream_reader_t *reader, const char **data, size_t *len);
+
+/* After ASYNCIO_ELIMITOVERRUN: LimitOverrunError.consumed. */
+size_t asyncio_stream_overrun_consumed(const asyncio_stream_reader_t *reader);
+
+/* StreamReader.at_eof(): EOF was received and the buffer is empty. */
+bool asyncio_stream_at_eof(const asyncio_stream_reader_t *reader);
+
+/* Bytes in the reader's buffer now (len(reader._buffer)). */
+size_t asyncio_stream_buffered(const asyncio_stream_reader_t *reader);
+
+/*
+ * `async for line in reader`:
+ *
+ *   const char *line;
+ *   ssize_t n;
+ *   ASYNCIO_STREAM_FOR_LINES(n, reader, &line) {
+ *     use(line, n);
+ *   }
+ *   if (n < 0) return (int)n;
+ *
+ * Stops at EOF (n == 0) or on an error (n < 0).
+ */
+#define ASYNCIO_STREAM_FOR_LINES(n, reader, linep) \
+  while (((n) = asyncio_stream_readline((reader), (linep))) > 0)
+
+/*
+ * Frees the reader handle (reading goes on; later data is discarded).
+ * Returns 0, -EINVAL, -EBUSY while a task waits on it.  Works after the
+ * loop was closed.
+ */
+int asyncio_stream_reader_free(asyncio_stream_reader_t *reader);
+
+/* ---- StreamWriter ---------------------------------------------------------- */
+
+/*
+ * StreamWriter.write(data): hands the bytes to the transport (copied when
+ * they cannot be sent at once).  Never suspends; call drain() to wait for
+ * the buffer to go down.  Returns 0; the connection's error if it is lost
+ * (ASYNCIO_ECLOSED once close() was called, -EPIPE after write_eof, else
+ * the error that ended it; ASYNCIO_ECLOSED also when someone else closed
+ * the transport, e.g. asyncio_server_close_clients); -ENOMEM; -EINVAL.
+ */
+int asyncio_stream_write(asyncio_stream_writer_t *writer, const void *data, size_t n);
+
+/* StreamWriter.writelines(data): as write, one buffer per iovec. */
+int asyncio_stream_writelines(asyncio_stream_writer_t *writer, const struct iovec *iov,
+                              size_t iovcnt);
+
+/*
+ * StreamWriter.drain(): waits until the transport's write buffer is at or
+ * below its low-water mark (returns at once when it is not paused).  Also
+ * yields once when the connection is closing, as Python does.  Returns 0,
+ * the connection's error (-ECONNRESET, -EPIPE, ...; -ECONNRESET, Python's
+ * "Connection lost", once the connection is gone even if it ended
+ * cleanly), -ECANCELED, -EINVAL, ASYNCIO_ENOTASK.
+ */
+int asyncio_stream_drain(asyncio_stream_writer_t *writer);
+
+/*
+ * StreamWriter.write_eof(): shuts the write side down after the buffered
+ * data.  Returns 0 (also once the connection is gone), -EOPNOTSUPP, -EINVAL.
+ */
+int asyncio_stream_write_eof(asyncio_stream_writer_t *writer);
+bool asyncio_stream_can_write_eof(const asyncio_stream_writer_t *writer);
+
+/*
+ * StreamWriter.close(): closes the transport (buffered data is still sent).
+ * Idempotent.  The writer stays valid until freed.
+ */
+int asyncio_stream_close(asyncio_stream_writer_t *writer);
+bool asyncio_stream_is_closing(const asyncio_stream_writer_t *writer);
+
+/*
+ * StreamWriter.wait_closed(): waits until the connection is fully closed
+ * (connection_lost).  Returns 0, the error the connection ended with,
+ * -ECANCELED, -EINVAL, ASYNCIO_ENOTASK.
+ */
+int asyncio_stream_wait_closed(asyncio_stream_writer_t *writer);
+
+/*
+ * StreamWriter.transport: the transport, or NULL once the connection is lost.
+ * For get_extra_info: asyncio_transport_get_peername/sockname/fd on it.
+ */
+asyncio_transport_t *asyncio_stream_transport(const asyncio_stream_writer_t *writer);
+
+/* The writer's peer and local addresses (get_extra_info('peername'/'sockname')). */
+int asyncio_stream_get_peername(const asyncio_stream_writer_t *writer, struct sockaddr *addr,
+                                socklen_t *len);
+int asyncio_stream_get_sockname(const asyncio_stream_writer_t *writer, struct sockaddr *addr,
+                                socklen_t *len);
+
+/*
+ * Frees the writer handle, closing the transport as close() does.
+ * Returns 0, -EINVAL, -EBUSY while a task waits in drain / wait_closed.
+ * Works after the loop was closed.
+ */
+int asyncio_stream_writer_free(asyncio_stream_writer_t *writer);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
