@@ -36,6 +36,13 @@ int asyncio__net_get(asyncio_loop_t *loop, asyncio__net_t **out);
 void asyncio__res_link(asyncio_loop_t *loop, asyncio__res_t *res);
 void asyncio__res_unlink(asyncio_loop_t *loop, asyncio__res_t *res);
 
+/*
+ * servers.c: fn(arg) runs once, when the server stops for good (freed, or
+ * its loop closed): what the factory argument needs freeing then (the
+ * streams' start_server context).  NULL fn clears it.
+ */
+void asyncio__server_on_destroy(asyncio_server_t *server, void (*fn)(void *arg), void *arg);
+
 enum {
   ASYNCIO__TK_SOCKET = 0, /* stream socket: _SelectorSocketTransport */
   ASYNCIO__TK_DATAGRAM,   /* _SelectorDatagramTransport */

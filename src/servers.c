@@ -54,6 +54,8 @@ struct asyncio_server {
   char *unix_path;
   dev_t dev;
   ino_t ino;
+  void (*on_destroy)(void *arg); /* asyncio__server_on_destroy */
+  void *on_destroy_arg;
 };
 
 #define ACCEPT_RETRY_DELAY 1.0
@@ -250,6 +252,11 @@ ASYNCIO_API int asyncio_server_abort_clients(asyncio_server_t *s) {
 static void server_destroy(asyncio__res_t *r) {
   asyncio_server_t *s = (asyncio_server_t *)r;
   asyncio__res_unlink(s->loop, r);
+  if (s->on_destroy) {
+    void (*fn)(void *) = s->on_destroy;
+    s->on_destroy = NULL;
+    fn(s->on_destroy_arg);
+  }
   for (size_t i = 0; i < s->nls; i++)
     if (s->ls[i].fd >= 0) {
       close(s->ls[i].fd);
@@ -269,6 +276,11 @@ static void server_destroy(asyncio__res_t *r) {
     if (s->ls) asyncio__free(s->ls, s->nls * sizeof *s->ls);
     asyncio__free(s, sizeof *s);
   }
+}
+
+void asyncio__server_on_destroy(asyncio_server_t *s, void (*fn)(void *arg), void *arg) {
+  s->on_destroy = fn;
+  s->on_destroy_arg = arg;
 }
 
 ASYNCIO_API int asyncio_server_free(asyncio_server_t *s) {

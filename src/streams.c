@@ -474,15 +474,13 @@ ASYNCIO_API int asyncio_open_unix_connection(const char *path,
 /* ---- servers ------------------------------------------------------------------------- */
 
 /*
- * What a server's factory needs.  The server API has no hook for freeing a
- * factory argument, so each context is a loop resource: it goes at loop
- * close, or earlier, at a later start_server, once its server is no longer
- * among the loop's resources (freed).
+ * What a server's factory needs.  It goes with its server
+ * (asyncio__server_on_destroy); until the server exists it is a loop
+ * resource, so a loop closed while start_server is suspended frees it.
  */
 typedef struct server_ctx {
   asyncio__res_t res;
   asyncio_loop_t *loop;
-  asyncio_server_t *server; /* NULL while create_server runs */
   asyncio_stream_handler_fn handler;
   void *arg;
   size_t limit;
@@ -494,19 +492,10 @@ static void ctx_destroy(asyncio__res_t *r) {
   asyncio__free(c, sizeof *c);
 }
 
-static void ctx_sweep(asyncio_loop_t *loop) {
-  asyncio__res_t *r = loop->net->head;
-  while (r) {
-    asyncio__res_t *next = r->next;
-    if (r->destroy == ctx_destroy) {
-      server_ctx_t *c = (server_ctx_t *)r;
-      bool alive = !c->server;
-      for (asyncio__res_t *q = loop->net->head; q && !alive; q = q->next)
-        alive = q == (asyncio__res_t *)c->server;
-      if (!alive) ctx_destroy(r);
-    }
-    r = next;
-  }
+/* The server stopped for good: no factory call can come any more. */
+static void ctx_server_gone(void *arg) {
+  server_ctx_t *c = arg;
+  asyncio__free(c, sizeof *c);
 }
 
 static int server_factory(void *arg, const asyncio_protocol_t **proto, void **inst) {
@@ -556,7 +545,6 @@ static int start_common(asyncio_stream_handler_fn handler, void *arg, const char
   asyncio__net_t *net;
   int rc = asyncio__net_get(loop, &net);
   if (rc) return rc;
-  ctx_sweep(loop);
   server_ctx_t *c = asyncio__calloc(sizeof *c);
   if (!c) return -ENOMEM;
   c->loop = loop;
@@ -573,7 +561,9 @@ static int start_common(asyncio_stream_handler_fn handler, void *arg, const char
     ctx_destroy(&c->res);
     return rc;
   }
-  c->server = srv;
+  /* From now on the server owns the context. */
+  asyncio__res_unlink(loop, &c->res);
+  asyncio__server_on_destroy(srv, ctx_server_gone, c);
   *server = srv;
   return 0;
 }

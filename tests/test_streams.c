@@ -1447,3 +1447,36 @@ TEST(handler_error_reported) {
   ASSERT_SOFT();
   assert_int_equal(reports, 1);
 }
+
+/* A freed stream server takes its factory context with it, before the loop closes. */
+static int null_factory(void *arg, const asyncio_protocol_t **proto, void **inst) {
+  static const asyncio_protocol_t none = {0};
+  (void)arg;
+  *proto = &none;
+  *inst = NULL;
+  return 0;
+}
+
+static int servers_freed_main(void *arg) {
+  (void)arg;
+  /* The loop's networking state is made by a first (plain) server. */
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(asyncio_get_running_loop(), null_factory, NULL, "127.0.0.1",
+                                      0, NULL, &srv),
+           0);
+  CHECK_RC(asyncio_server_free(srv), 0);
+  echo_srv_t e = {0};
+  for (int i = 0; i < 3; i++) {
+    long before = harness_live_allocs();
+    CHECK_RC(asyncio_start_server(echo_handler, &e, "127.0.0.1", 0, NULL, &srv), 0);
+    CHECK(harness_live_allocs() > before);
+    CHECK_RC(asyncio_server_free(srv), 0);
+    CHECK(harness_live_allocs() == before);
+  }
+  return 0;
+}
+
+TEST(server_free_releases_context) {
+  assert_ok(run_main(servers_freed_main, NULL));
+  ASSERT_SOFT();
+}

@@ -220,12 +220,14 @@ typedef struct asyncio_connection_options {
  * interleave)).  Resolves host (asyncio_getaddrinfo), tries the addresses
  * in order (or races them with Happy Eyeballs), wraps the connected socket
  * in a transport with TCP_NODELAY, calls the factory, and returns after
- * connection_made has run.  Suspends the calling task (a cancellation
+ * connection_made has run.  A NULL host without use_sock is resolved as
+ * getaddrinfo resolves it, to the loopback addresses (Python passes
+ * host=None on the same way).  Suspends the calling task (a cancellation
  * point: cancelling closes every socket it opened; if the transport was
  * already made it is closed, and connection_lost follows).
  * Stores the transport in *transport and the protocol instance in
- * *instance (if non-NULL).  Returns 0; -EINVAL (bad arguments: host NULL
- * without use_sock, both host and sock, a port outside 0..65535);
+ * *instance (if non-NULL).  Returns 0; -EINVAL (bad arguments: both host
+ * and sock, a port outside 0..65535);
  * ASYNCIO_ENOTASK; -ECANCELED; resolution errors (ASYNCIO_EGAI_*);
  * -ENOMEM; the factory's error; when every attempt failed: their error if
  * all failed the same way (or only one was made), else
