@@ -13,6 +13,9 @@ want_native=(build-essential cmake pkg-config libcmocka-dev)
 # without recommends); libcmocka-dev:arm64 comes through Debian multiarch.
 want_cross=(gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libcmocka-dev:arm64)
 want_bench=(python3 python3-uvloop golang-go valgrind)
+# The TCP echo benchmark (bench/run_echo.sh): libuv, Tokio's crate sources
+# (built offline by cargo), Node, perf and strace for syscall counts.
+want_bench+=(libuv1-dev librust-tokio-dev nodejs linux-perf strace)
 
 want=("${want_native[@]}")
 if [ "${ASYNCIO_SKIP_CROSS:-0}" != 1 ]; then want+=("${want_cross[@]}"); fi
