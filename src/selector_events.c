@@ -24,6 +24,14 @@
  * descriptor is closed right after connection_lost returns, and the struct
  * is freed then (or when the last hold goes).  close() flushes the buffer
  * first; abort() and fatal errors drop it.
+ *
+ * loop.sendfile (base_events.sendfile, selector_events._sendfile_native)
+ * holds the transport and publishes a control block in t->sf for its
+ * duration: write() refuses data then; the connection going (any path
+ * reaches schedule_connection_lost) stops the sendfile task; a drained
+ * buffer wakes it; and the descriptor's close is left to the sendfile task
+ * when connection_lost runs first, because that task may still have the
+ * descriptor registered for writability.
  */
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -83,6 +91,7 @@ struct asyncio_transport {
   socklen_t socklen, peerlen;
   asyncio__handle_t *h_start, *h_lost; /* reserved; NULL once queued */
   asyncio_future_t *waiter;
+  asyncio__sf_ctl_t *sf; /* loop.sendfile in progress (on its task's stack), or NULL */
   asyncio_server_t *server;
   asyncio_transport_t *snext, *sprev; /* the server's client list */
 };
@@ -301,8 +310,10 @@ static void call_connection_lost(void *arg) {
   if (t->proto && t->proto->connection_lost) t->proto->connection_lost(t, t->lost_error, t->inst);
   reader_off(t);
   writer_off(t);
-  if (t->fd >= 0) close(t->fd);
-  t->fd = -1;
+  if (t->fd >= 0 && !t->sf) { /* else the sendfile task closes it (it may watch it) */
+    close(t->fd);
+    t->fd = -1;
+  }
   wbuf_clear(t);
   if (t->waiter) {
     /* connection_made never ran (closed before it): wake the creator. */
@@ -319,7 +330,26 @@ static void call_connection_lost(void *arg) {
   if (!t->holds) transport_free(t);
 }
 
+/* Wakes the sendfile task if it waits. */
+static void sf_wake(asyncio__sf_ctl_t *c) {
+  asyncio_future_t *f = c->wait;
+  if (f && f->state == FUT_PENDING) asyncio__future_complete(f, FUT_FINISHED, 0, NULL, NULL);
+}
+
+/* The transport is closing: the sendfile task returns err (unless it has one). */
+static void sf_stop(asyncio_transport_t *t, int err) {
+  if (!t->sf->stop) t->sf->stop = err;
+  sf_wake(t->sf);
+}
+
+/* After a write: wakes the sendfile task if what it waits for happened. */
+static void sf_poke(asyncio_transport_t *t) {
+  if (t->sf->want_empty ? !t->whead : !t->proto_paused) sf_wake(t->sf);
+}
+
 static void schedule_connection_lost(asyncio_transport_t *t, int error) {
+  /* _call_connection_lost: the empty waiter gets ConnectionError. */
+  if (UNLIKELY(t->sf)) sf_stop(t, error ? error : -EPIPE);
   if (!t->h_lost) return; /* already scheduled: exactly once */
   t->conn_lost++;
   t->lost_error = error;
@@ -383,6 +413,7 @@ ASYNCIO_API int asyncio_transport_close(asyncio_transport_t *t) {
   }
   if (t->closing) return 0;
   t->closing = 1;
+  if (UNLIKELY(t->sf)) sf_stop(t, -EPIPE); /* even while the buffer still flushes */
   reader_off(t);
   if (!t->whead && !t->dhead && !t->conn_lost) {
     writer_off(t);
@@ -730,6 +761,7 @@ static void write_ready_stream(asyncio_transport_t *t) {
   wbuf_consume(t, (size_t)w);
   maybe_resume_protocol(t); /* may write more */
   if (!t->whead && !t->conn_lost) buffer_drained(t);
+  if (UNLIKELY(t->sf)) sf_poke(t);
 }
 
 static void write_ready_datagram(asyncio_transport_t *t) {
@@ -820,6 +852,7 @@ ASYNCIO_API int asyncio_transport_write(asyncio_transport_t *t, const void *data
   int rc = check_t(t);
   if (rc) return rc;
   if (!data && n) return -EINVAL;
+  if (UNLIKELY(t->sf)) return -EBUSY; /* "unable to write; sendfile is in progress" */
   struct iovec v = {(void *)data, n};
   return write_iov(t, &v, 1);
 }
@@ -832,6 +865,7 @@ ASYNCIO_API int asyncio_transport_writelines(asyncio_transport_t *t, const struc
   for (int i = 0; i < iovcnt; i++)
     if (!iov[i].iov_base && iov[i].iov_len) return -EINVAL;
   if (!iovcnt) return 0;
+  if (UNLIKELY(t->sf)) return -EBUSY;
   return write_iov(t, iov, iovcnt);
 }
 
@@ -846,6 +880,7 @@ ASYNCIO_API int asyncio_transport_write_eof(asyncio_transport_t *t) {
   if (t->kind == ASYNCIO__TK_WRITE_PIPE) {
     if (t->closing) return 0;
     t->closing = 1;
+    if (UNLIKELY(t->sf)) sf_stop(t, -EPIPE);
     if (!t->whead && !t->conn_lost) {
       reader_off(t);
       schedule_connection_lost(t, 0);
@@ -881,6 +916,126 @@ ASYNCIO_API int asyncio_transport_get_write_buffer_limits(const asyncio_transpor
   if (low) *low = t->low;
   if (high) *high = t->high;
   return 0;
+}
+
+/* ---- sendfile (base_events.sendfile) ---------------------------------------------------- */
+
+/*
+ * Waits until the write buffer is empty (want_empty: _make_empty_waiter)
+ * or the protocol is not paused for writing (_SendfileFallbackProtocol.drain).
+ * Returns 0, -ECANCELED, or the connection's end (ctl->stop; -EPIPE once
+ * the transport is closing, as Python's "Connection closed by peer").
+ */
+static int sf_wait(asyncio_transport_t *t, asyncio__sf_ctl_t *c, int want_empty) {
+  for (;;) {
+    if (c->stop) return c->stop;
+    if (t->closing || t->conn_lost) return -EPIPE;
+    if (want_empty ? !t->whead : !t->proto_paused) return 0;
+    c->want_empty = (uint8_t)want_empty;
+    int rc = asyncio__sock_wait(t->loop, -1, 0, c);
+    if (rc) return rc;
+  }
+}
+
+/*
+ * base_events._sendfile_fallback: read a block on the executor, wait for
+ * the protocol-level flow control, write it through the transport.  The
+ * last block may still be in the write buffer when this returns, as in
+ * Python.
+ */
+static int sf_fallback(asyncio_transport_t *t, asyncio__sf_ctl_t *c, int file_fd, off_t offset,
+                       size_t count, int seekable, size_t *total) {
+  asyncio__sf_block_t *b;
+  int rc = asyncio__sf_block_new(t->loop, &b);
+  if (rc) return rc;
+  for (;;) {
+    size_t want = ASYNCIO__SF_BLOCK;
+    if (count) {
+      if (*total >= count) break;
+      if (count - *total < want) want = count - *total;
+    }
+    rc = sf_wait(t, c, 0);
+    if (rc) break;
+    ssize_t k = asyncio__sf_block_read(&b, file_fd, seekable, offset + (off_t)*total, want);
+    if (k <= 0) { /* end of file, an error, or cancelled */
+      rc = (int)k;
+      break;
+    }
+    /* The transport may have gone while the block was read. */
+    rc = c->stop ? c->stop : (t->closing || t->conn_lost) ? -EPIPE : 0;
+    if (rc) break;
+    struct iovec v = {(void *)asyncio__sf_block_data(b), (size_t)k};
+    rc = write_iov(t, &v, 1);
+    if (rc < 0) break; /* -ENOMEM: nothing of it was taken */
+    *total += (size_t)k;
+    if (c->stop) { /* the write failed: the transport is closing with the error */
+      rc = c->stop;
+      break;
+    }
+  }
+  asyncio__sf_block_free(b);
+  return rc;
+}
+
+ASYNCIO_API int asyncio_loop_sendfile(asyncio_loop_t *loop, asyncio_transport_t *t, int file_fd,
+                                      off_t offset, size_t count, size_t *sent,
+                                      const asyncio_sendfile_options_t *o) {
+  if (sent) *sent = 0;
+  if (!loop) return -EINVAL;
+  int rc = check_t(t);
+  if (rc) return rc;
+  if (t->loop != loop) return -EINVAL;
+  if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;
+  if (offset < 0 || (o && o->no_fallback && o->force_fallback)) return -EINVAL;
+  if (file_fd < 0) return -EBADF;
+  /* _sendfile_compatible: stream sockets TRY_NATIVE, write pipes FALLBACK. */
+  if (t->kind != ASYNCIO__TK_SOCKET && t->kind != ASYNCIO__TK_WRITE_PIPE) return -EOPNOTSUPP;
+  if (t->sf) return -EBUSY; /* "Empty waiter is already set" */
+  if (t->closing || t->conn_lost || t->eof) return -EPIPE; /* "Transport is closing" */
+  struct stat st;
+  if (fstat(file_fd, &st) < 0) return -errno;
+  int native = t->kind == ASYNCIO__TK_SOCKET && t->is_socket && !(o && o->force_fallback);
+  int fallback = !(o && o->no_fallback);
+  if (!native && !fallback) return ASYNCIO_ESENDFILENOTAVAILABLE;
+  int seekable = lseek(file_fd, 0, SEEK_CUR) >= 0;
+  if (!seekable && offset != 0) return -ESPIPE; /* file.seek(offset) */
+
+  asyncio__sf_ctl_t ctl;
+  memset(&ctl, 0, sizeof ctl);
+  t->sf = &ctl;
+  t->holds++; /* connection_lost may run while we wait: the struct stays */
+  int resume = asyncio_transport_is_reading(t);
+  if (resume) {
+    t->paused = 1;
+    reader_off(t);
+  }
+  size_t total = 0;
+  rc = ASYNCIO_ESENDFILENOTAVAILABLE;
+  if (native) {
+    /* _sendfile_native: the buffered bytes go first. */
+    rc = sf_wait(t, &ctl, 1);
+    if (rc == 0)
+      rc = asyncio__sock_sendfile_native(loop, t->fd, file_fd, offset, count, &total, &ctl);
+  }
+  if (rc == ASYNCIO_ESENDFILENOTAVAILABLE && fallback)
+    rc = sf_fallback(t, &ctl, file_fd, offset, count, seekable, &total);
+  /* As Python: the file position ends after what was sent. */
+  if (total > 0 && seekable) (void)lseek(file_fd, offset + (off_t)total, SEEK_SET);
+  t->sf = NULL;
+  if (t->dead) {
+    /* connection_lost ran while we waited and left the descriptor to us. */
+    if (t->fd >= 0) close(t->fd);
+    t->fd = -1;
+  } else if (resume && t->paused && !t->closing) {
+    t->paused = 0;
+    if (!t->conn_lost) {
+      int r2 = reader_on(t);
+      if (r2 < 0) fatal_error(t, r2, NULL);
+    }
+  }
+  asyncio__transport_unhold(t);
+  if (sent) *sent = total;
+  return rc;
 }
 
 /* ---- datagrams ------------------------------------------------------------------------ */

@@ -153,6 +153,55 @@ typedef struct asyncio__sys {
 
 extern asyncio__sys_t asyncio__sys;
 
+/*
+ * sockets.c: the sendfile machinery loop.sendfile (selector_events.c)
+ * shares with sock_sendfile.
+ *
+ * A control block lets a transport stop the task that sends on its behalf:
+ * while the task waits, wait is the future it awaits (on its stack); the
+ * transport sets stop (a negative error) and completes wait when the
+ * connection goes, and the task returns stop when it wakes.  want_empty is
+ * the transport's business (which condition wakes the task).
+ */
+typedef struct asyncio__sf_ctl {
+  asyncio_future_t *wait;
+  int stop;
+  uint8_t want_empty;
+} asyncio__sf_ctl_t;
+
+/*
+ * Suspends until fd is readable (or writable), or, with fd < 0, until
+ * ctl->wait is completed.  The watch (if any) is removed before it returns.
+ * Returns 0, ctl->stop if set when it wakes, -ECANCELED, -EBUSY (fd already
+ * watched in that direction), add_reader's errors.
+ */
+int asyncio__sock_wait(asyncio_loop_t *loop, int fd, int write_side, asyncio__sf_ctl_t *ctl);
+
+/*
+ * sendfile(2) from a regular file to the stream socket sock, suspending
+ * (asyncio__sock_wait with ctl, nullable) while the socket is full; *total
+ * counts the bytes sent.  Returns 0, ASYNCIO_ESENDFILENOTAVAILABLE (not a
+ * regular file, or sendfile(2) refused before anything was sent), errors.
+ */
+int asyncio__sock_sendfile_native(asyncio_loop_t *loop, int sock, int file_fd, off_t offset,
+                                  size_t count, size_t *total, asyncio__sf_ctl_t *ctl);
+
+/*
+ * The fallback's reader: a block of ASYNCIO__SF_BLOCK bytes filled on the
+ * default executor.  _new links it as a loop resource (freed at loop close
+ * if its task is destroyed); _read suspends (a cancellation point) and
+ * returns the bytes read, 0 at end of file, or an error; if the job still
+ * has the block when the call returns (cancelled before the outcome came),
+ * *b is set to NULL and the job frees it.  _free accepts NULL.
+ */
+#define ASYNCIO__SF_BLOCK ((size_t)256 * 1024) /* base_events: min(count, 256 KiB) */
+typedef struct asyncio__sf_block asyncio__sf_block_t;
+int asyncio__sf_block_new(asyncio_loop_t *loop, asyncio__sf_block_t **out);
+ssize_t asyncio__sf_block_read(asyncio__sf_block_t **b, int fd, int seekable, off_t off,
+                               size_t n);
+const char *asyncio__sf_block_data(const asyncio__sf_block_t *b);
+void asyncio__sf_block_free(asyncio__sf_block_t *b);
+
 /* Sets O_NONBLOCK; returns 0 or -errno. */
 int asyncio__set_nonblock(int fd);
 

@@ -26,7 +26,6 @@
 
 #include "selector_events.h" /* loop resources */
 
-#define FALLBACK_BLOCK ((size_t)256 * 1024) /* base_events: min(count, 256 KiB) */
 #define SENDFILE_CHUNK ((size_t)0x40000000)  /* per sendfile(2) call when count is 0 */
 
 static asyncio_loop_t *task_loop(void) {
@@ -51,26 +50,41 @@ static void io_wake(int fd, void *arg) {
 /*
  * Suspends until fd is readable (or writable).  Returns 0, -ECANCELED,
  * -EBUSY (already watched in that direction) or add_reader's errors.
+ * With a control block (loop.sendfile on a transport), the future is
+ * published in ctl->wait while the task waits, so the transport can wake
+ * it, and a ctl->stop set by then is returned instead of 0; fd < 0 then
+ * waits for such a wake only, with no watch.
  */
-static int wait_fd(asyncio_loop_t *loop, int fd, int write_side) {
+int asyncio__sock_wait(asyncio_loop_t *loop, int fd, int write_side, asyncio__sf_ctl_t *ctl) {
   uint32_t bit = write_side ? ASYNCIO__EV_WRITE : ASYNCIO__EV_READ;
-  if (fd < loop->nwatches && loop->watches[fd] && (loop->watches[fd]->registered & bit))
+  if (fd >= 0 && fd < loop->nwatches && loop->watches[fd] && (loop->watches[fd]->registered & bit))
     return -EBUSY;
   struct asyncio_future f;
   memset(&f, 0, sizeof f);
   f.refcnt = 1; /* ours: never reaches zero, so it is never freed */
   f.loop = loop;
-  int rc = write_side ? asyncio_loop_add_writer(loop, fd, io_wake, &f)
-                      : asyncio_loop_add_reader(loop, fd, io_wake, &f);
+  int rc = 0;
+  if (fd >= 0)
+    rc = write_side ? asyncio_loop_add_writer(loop, fd, io_wake, &f)
+                    : asyncio_loop_add_reader(loop, fd, io_wake, &f);
   if (rc) return rc;
+  if (ctl) ctl->wait = &f;
   rc = asyncio_await(&f, NULL);
-  if (write_side)
-    asyncio_loop_remove_writer(loop, fd);
-  else
-    asyncio_loop_remove_reader(loop, fd);
+  if (ctl) ctl->wait = NULL;
+  if (fd >= 0) {
+    if (write_side)
+      asyncio_loop_remove_writer(loop, fd);
+    else
+      asyncio_loop_remove_reader(loop, fd);
+  }
   asyncio__strfree(f.msg); /* a cancellation message */
   asyncio__free(f.cbs, f.capcbs * sizeof *f.cbs);
-  return rc < 0 ? rc : 0;
+  if (rc < 0) return rc;
+  return ctl && ctl->stop ? ctl->stop : 0;
+}
+
+static int wait_fd(asyncio_loop_t *loop, int fd, int write_side) {
+  return asyncio__sock_wait(loop, fd, write_side, NULL);
 }
 
 static int would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
@@ -196,9 +210,10 @@ ASYNCIO_API int asyncio_sock_accept(int fd, int *conn_fd, struct sockaddr *addr,
 /*
  * unix_events._sock_sendfile_native: sendfile(2) from a regular file.
  * ASYNCIO_ESENDFILENOTAVAILABLE when it cannot be used and nothing was sent.
+ * ctl (nullable): see asyncio__sock_wait.
  */
-static int sendfile_native(asyncio_loop_t *loop, int sock, int file_fd, off_t offset,
-                           size_t count, size_t *total) {
+int asyncio__sock_sendfile_native(asyncio_loop_t *loop, int sock, int file_fd, off_t offset,
+                                  size_t count, size_t *total, asyncio__sf_ctl_t *ctl) {
   struct stat st;
   if (fstat(file_fd, &st) < 0) return -errno;
   /* Anything but a regular file could block the loop inside sendfile(2). */
@@ -219,7 +234,7 @@ static int sendfile_native(asyncio_loop_t *loop, int sock, int file_fd, off_t of
     if (w == 0) return 0; /* end of file */
     if (errno == EINTR) continue;
     if (would_block(errno)) {
-      int rc = wait_fd(loop, sock, 1);
+      int rc = asyncio__sock_wait(loop, sock, 1, ctl);
       if (rc) return rc;
       continue;
     }
@@ -231,10 +246,13 @@ static int sendfile_native(asyncio_loop_t *loop, int sock, int file_fd, off_t of
   }
 }
 
-typedef struct read_req {
-  /* Linked while the block is being sent (the coroutine owns it then), so a
-   * task destroyed by loop close in sock_sendall does not leak it; while a
-   * read job has it, the job's abandon hook frees it instead. */
+/*
+ * A fallback block.  Linked as a loop resource while the calling task owns
+ * it, so a task destroyed by loop close (in sock_sendall, or waiting on a
+ * transport's flow control) does not leak it; while a read job has it, it
+ * is unlinked and the job's abandon hook frees it instead.
+ */
+struct asyncio__sf_block {
   asyncio__res_t res;
   asyncio_loop_t *loop;
   int fd;
@@ -242,11 +260,11 @@ typedef struct read_req {
   off_t off;
   size_t n;
   char buf[];
-} read_req_t;
+};
 
 static int read_block(void *arg, void **value) {
   (void)value;
-  read_req_t *r = arg;
+  asyncio__sf_block_t *r = arg;
   ssize_t k;
   do {
     k = r->seekable ? pread(r->fd, r->buf, r->n, r->off) : read(r->fd, r->buf, r->n);
@@ -257,55 +275,84 @@ static int read_block(void *arg, void **value) {
 static void read_abandon(void *arg, int rc, void *value) {
   (void)rc;
   (void)value;
-  asyncio__free(arg, sizeof(read_req_t) + FALLBACK_BLOCK);
+  asyncio__free(arg, sizeof(asyncio__sf_block_t) + ASYNCIO__SF_BLOCK);
 }
 
-static void read_req_destroy(asyncio__res_t *res) {
-  read_req_t *r = (read_req_t *)res;
+static void block_destroy(asyncio__res_t *res) {
+  asyncio__sf_block_t *r = (asyncio__sf_block_t *)res;
   asyncio__res_unlink(r->loop, res);
-  asyncio__free(r, sizeof *r + FALLBACK_BLOCK);
+  asyncio__free(r, sizeof *r + ASYNCIO__SF_BLOCK);
+}
+
+int asyncio__sf_block_new(asyncio_loop_t *loop, asyncio__sf_block_t **out) {
+  asyncio__net_t *net;
+  int rc = asyncio__net_get(loop, &net);
+  if (rc) return rc;
+  asyncio__sf_block_t *r = asyncio__alloc(sizeof *r + ASYNCIO__SF_BLOCK);
+  if (!r) return -ENOMEM;
+  memset(&r->res, 0, sizeof r->res);
+  r->res.destroy = block_destroy;
+  r->loop = loop;
+  asyncio__res_link(loop, &r->res);
+  *out = r;
+  return 0;
+}
+
+void asyncio__sf_block_free(asyncio__sf_block_t *b) {
+  if (b) block_destroy(&b->res);
+}
+
+const char *asyncio__sf_block_data(const asyncio__sf_block_t *b) { return b->buf; }
+
+ssize_t asyncio__sf_block_read(asyncio__sf_block_t **b, int fd, int seekable, off_t off,
+                               size_t n) {
+  asyncio__sf_block_t *r = *b;
+  asyncio_loop_t *loop = r->loop;
+  r->fd = fd;
+  r->seekable = seekable;
+  r->off = off;
+  r->n = n < ASYNCIO__SF_BLOCK ? n : ASYNCIO__SF_BLOCK;
+  asyncio__res_unlink(loop, &r->res);
+  asyncio_future_t *f;
+  int rc = asyncio__run_in_executor(loop, NULL, read_block, r, read_abandon, &f);
+  if (rc) {
+    asyncio__res_link(loop, &r->res);
+    return rc;
+  }
+  int delivered = 0;
+  rc = asyncio__await_job(f, NULL, &delivered);
+  if (!delivered) {
+    *b = NULL; /* the worker may still write into it: read_abandon frees it */
+    return rc < 0 ? rc : -ECANCELED;
+  }
+  asyncio__res_link(loop, &r->res);
+  return rc;
 }
 
 /* base_events._sock_sendfile_fallback: read on the executor, sock_sendall. */
 static int sendfile_fallback(asyncio_loop_t *loop, int sock, int file_fd, off_t offset,
                              size_t count, int seekable, size_t *total) {
   if (!seekable && offset != 0) return -ESPIPE;
-  asyncio__net_t *net;
-  int rc = asyncio__net_get(loop, &net);
+  asyncio__sf_block_t *r;
+  int rc = asyncio__sf_block_new(loop, &r);
   if (rc) return rc;
-  read_req_t *r = asyncio__alloc(sizeof *r + FALLBACK_BLOCK);
-  if (!r) return -ENOMEM;
-  memset(&r->res, 0, sizeof r->res);
-  r->res.destroy = read_req_destroy;
-  r->loop = loop;
   for (;;) {
-    size_t want = FALLBACK_BLOCK;
+    size_t want = ASYNCIO__SF_BLOCK;
     if (count) {
       if (*total >= count) break;
       if (count - *total < want) want = count - *total;
     }
-    r->fd = file_fd;
-    r->seekable = seekable;
-    r->off = offset + (off_t)*total;
-    r->n = want;
-    asyncio_future_t *f;
-    rc = asyncio__run_in_executor(loop, NULL, read_block, r, read_abandon, &f);
-    if (rc) break;
-    int delivered = 0;
-    rc = asyncio__await_job(f, NULL, &delivered);
-    if (!delivered) {
-      r = NULL; /* the worker may still write into it: read_abandon frees it */
+    ssize_t k = asyncio__sf_block_read(&r, file_fd, seekable, offset + (off_t)*total, want);
+    if (k <= 0) { /* error, cancelled, or end of file */
+      rc = (int)k;
       break;
     }
-    if (rc <= 0) break; /* error, cancelled after delivery, or end of file */
     size_t part = 0;
-    asyncio__res_link(loop, &r->res);
-    rc = asyncio_sock_sendall(sock, r->buf, (size_t)rc, &part);
-    asyncio__res_unlink(loop, &r->res);
+    rc = asyncio_sock_sendall(sock, r->buf, (size_t)k, &part);
     *total += part;
     if (rc) break;
   }
-  if (r) asyncio__free(r, sizeof *r + FALLBACK_BLOCK);
+  asyncio__sf_block_free(r);
   return rc < 0 ? rc : 0;
 }
 
@@ -323,7 +370,8 @@ ASYNCIO_API int asyncio_sock_sendfile(int sock, int file_fd, off_t offset, size_
   int seekable = lseek(file_fd, 0, SEEK_CUR) >= 0;
   size_t total = 0;
   int rc = ASYNCIO_ESENDFILENOTAVAILABLE;
-  if (!(o && o->force_fallback)) rc = sendfile_native(loop, sock, file_fd, offset, count, &total);
+  if (!(o && o->force_fallback))
+    rc = asyncio__sock_sendfile_native(loop, sock, file_fd, offset, count, &total, NULL);
   if (rc == ASYNCIO_ESENDFILENOTAVAILABLE && !(o && o->no_fallback))
     rc = sendfile_fallback(loop, sock, file_fd, offset, count, seekable, &total);
   /* As Python: the file position ends after what was sent. */

@@ -32,6 +32,7 @@
 
 #include "events.h"
 #include "protocols.h"
+#include "sockets.h" /* asyncio_sendfile_options_t */
 
 #ifdef __cplusplus
 extern "C" {
@@ -111,7 +112,9 @@ int asyncio_transport_resume_reading(asyncio_transport_t *transport);
  * transport and reach connection_lost, as in Python.
  * Returns 0 (also when the data is ignored because the transport is closing
  * or its connection was lost, as Python ignores it), -EINVAL, -EPIPE after
- * write_eof() (Python's RuntimeError), -EOPNOTSUPP on a read-only or
+ * write_eof() (Python's RuntimeError), -EBUSY while asyncio_loop_sendfile
+ * runs on the transport (RuntimeError 'unable to write; sendfile is in
+ * progress'), -EOPNOTSUPP on a read-only or
  * datagram transport, or -ENOMEM (nothing was sent or buffered, unless part
  * was already sent: then the transport is closed with -ENOMEM too).
  */
@@ -170,6 +173,49 @@ int asyncio_transport_get_write_buffer_limits(const asyncio_transport_t *transpo
  */
 int asyncio_transport_sendto(asyncio_transport_t *transport, const void *data, size_t n,
                              const struct sockaddr *addr, socklen_t addrlen);
+
+/* ---- sendfile ------------------------------------------------------------------ */
+
+/*
+ * Sends `count` bytes of file_fd from `offset` through the transport
+ * (loop.sendfile(transport, file, offset, count, *, fallback)); count 0
+ * means to the end of the file.  Suspends the calling task (a cancellation
+ * point, bounded by timeout scopes).
+ *   - Stream socket transports, the native path: reading is paused, the
+ *     bytes already in the write buffer are sent first (the task waits for
+ *     the buffer to drain), then sendfile(2) writes straight to the socket,
+ *     suspending while it is full; reading is resumed afterwards if it was
+ *     on.  A file sendfile(2) cannot serve (not a regular file) goes to
+ *     the fallback.
+ *   - Write pipe transports, options->force_fallback, or no native path:
+ *     blocks of 256 KiB are read on the default executor and written with
+ *     the transport's write(), waiting while the protocol is paused for
+ *     writing (the high-water mark) before each block.  The last block may
+ *     still be buffered when the call returns, as in Python.  Unlike
+ *     Python, the protocol's pause_writing / resume_writing still run.
+ * While the call runs, asyncio_transport_write/writelines return -EBUSY.
+ * *sent (nullable) gets the bytes sent (fallback: handed to the
+ * transport), also on error and -ECANCELED; when it is not 0 and the file
+ * is seekable, the file position is left at offset + *sent (Python's
+ * file.seek).  Cancelled, the transport is left usable: reading resumed,
+ * writes accepted again.  If the transport is closed, aborted or lost while
+ * the call waits, the call returns the connection's error, or -EPIPE for a
+ * local close; the transport stays allocated until the call has returned.
+ * Returns 0; -EINVAL (NULL loop or transport, a closed transport, another
+ * loop's transport, negative offset, no_fallback with force_fallback);
+ * -EBADF; ASYNCIO_ENOTASK; -EOPNOTSUPP (datagram or read pipe transport:
+ * Python's "sendfile is not supported"); -EBUSY (a sendfile already runs
+ * on it); -EPIPE (the transport is closing or write_eof() was called:
+ * RuntimeError 'Transport is closing'); -ESPIPE (offset on an unseekable
+ * file); ASYNCIO_ESENDFILENOTAVAILABLE (options->no_fallback and no native
+ * path: write pipes, files sendfile(2) refuses); -ECANCELED; the errors of
+ * sendfile(2) and read(2) (-ECONNRESET, -EPIPE, -EIO, ...; a socket error
+ * from sendfile(2) is not applied to the transport, as in Python: it shows
+ * up on the next read or write).
+ */
+int asyncio_loop_sendfile(asyncio_loop_t *loop, asyncio_transport_t *transport, int file_fd,
+                          off_t offset, size_t count, size_t *sent,
+                          const asyncio_sendfile_options_t *options);
 
 /* ---- making transports -------------------------------------------------------- */
 
