@@ -294,6 +294,9 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   }
   loop->ready_tail = NULL;
   loop->ready_count = 0;
+  /* Signal handlers the loop added go (loop.close() removes them too); their
+   * embedded handles just left the ready queue, so their state can go. */
+  if (loop->signals) asyncio__signals_loop_close(loop);
   /* Pending tasks die here without running again (Python logs "Task was
    * destroyed but it is pending!" from their __del__). */
   while (loop->tasks_head) {
@@ -478,6 +481,9 @@ static void wake_fd_ready(int fd, void *arg) {
   uint64_t v;
   ssize_t r = read(fd, &v, sizeof v);
   (void)r;
+  /* After the read: a signal arriving from here on writes the eventfd again. */
+  if (atomic_load_explicit(&loop->signals_pending, memory_order_acquire))
+    asyncio__signals_dispatch(loop);
   if (loop->on_wakeup) loop->on_wakeup(loop, loop->on_wakeup_arg);
 }
 

@@ -213,6 +213,8 @@ struct asyncio_loop {
   struct asyncio__loop_threads *threads; /* threads.c: default executor, jobs (lazy) */
   void (*on_wakeup)(asyncio_loop_t *loop, void *arg); /* the runner's SIGINT check */
   void *on_wakeup_arg;
+  atomic_int signals_pending;  /* signals.c: a handled signal arrived, not yet dispatched */
+  struct asyncio__loop_signals *signals; /* signals.c: add_signal_handler state (lazy) */
   /* tasks */
   asyncio__task_t *tasks_head;
   size_t ntasks;
@@ -395,6 +397,20 @@ static inline bool asyncio__waiter_done(const asyncio__waiter_t *w) {
 static inline bool asyncio__waiter_cancelled(const asyncio__waiter_t *w) {
   return w->f.state == FUT_CANCELLED;
 }
+
+/*
+ * signals.c: queues the callbacks of the signals that arrived (the loop
+ * thread, from the wakeup eventfd's reader); at loop close, uninstalls every
+ * handler the loop added and frees its state (after the ready queue is gone).
+ */
+void asyncio__signals_dispatch(asyncio_loop_t *loop);
+void asyncio__signals_loop_close(asyncio_loop_t *loop);
+/*
+ * signals.c: if some loop's handler for sig saved `was` as the disposition to
+ * restore on removal, it saves *now instead (the runner, ending a run, hands
+ * back SIGINT's default when the user's handler replaced the runner's).
+ */
+void asyncio__signals_replace_saved(int sig, void (*was)(int), const struct sigaction *now);
 
 /* selector_events.c: closes the transports and servers still open, at loop close */
 void asyncio__selector_events_close(asyncio_loop_t *loop);

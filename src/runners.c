@@ -6,7 +6,9 @@
  * loop.  While a run is in progress SIGINT cancels the main task, exactly as
  * Runner._on_sigint does: the first Ctrl-C cancels (and the run reports
  * KeyboardInterrupt as -EINTR if main ends cancelled), a second one restores
- * the default disposition and re-raises.
+ * the default disposition and re-raises.  A SIGINT handler the user adds
+ * with asyncio_loop_add_signal_handler during the run replaces this (the
+ * user's handler wins, as in Python) until it is removed (signals.c).
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -32,14 +34,17 @@ static int sigint_wake_fd = -1;
 
 static void on_sigint(int sig) {
   (void)sig;
-  if (sigint_count == 0) {
+  asyncio_runner_t *runner = sigint_runner;
+  if (sigint_count == 0 && runner) {
     sigint_count = 1;
-    atomic_store_explicit(&sigint_runner->loop->wakeup_signalled, 1, memory_order_relaxed);
+    atomic_store_explicit(&runner->loop->wakeup_signalled, 1, memory_order_relaxed);
     uint64_t one = 1;
     ssize_t r = write(sigint_wake_fd, &one, sizeof one);
     (void)r;
     return;
   }
+  /* A second Ctrl-C, or one reaching this handler after its run ended (put
+   * back by the removal of a handler another thread's loop added): default. */
   signal(SIGINT, SIG_DFL);
   raise(SIGINT);
 }
@@ -109,7 +114,18 @@ ASYNCIO_API int asyncio_runner_run(asyncio_runner_t *r, asyncio_coro_fn fn, void
   rc = asyncio_loop_run_until_complete(r->loop, task, value);
 
   if (installed) {
-    sigaction(SIGINT, &old, NULL);
+    /*
+     * As Runner.run: put the default back only if the handler is still ours.
+     * A handler the user added with asyncio_loop_add_signal_handler during
+     * the run stays; it saved ours as the one to restore, which is now the
+     * default (ours must never come back once the run is over).
+     */
+    struct sigaction cur;
+    if (sigaction(SIGINT, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+        cur.sa_handler == on_sigint)
+      sigaction(SIGINT, &old, NULL);
+    else
+      asyncio__signals_replace_saved(SIGINT, on_sigint, &old);
     r->loop->on_wakeup = NULL;
     r->loop->on_wakeup_arg = NULL;
     sigint_runner = NULL;

@@ -220,6 +220,62 @@ int asyncio_loop_remove_reader(asyncio_loop_t *loop, int fd);
 /* As remove_reader, for writing (loop.remove_writer()). */
 int asyncio_loop_remove_writer(asyncio_loop_t *loop, int fd);
 
+/* ---- Unix signals --------------------------------------------------------- */
+
+/*
+ * Calls fn(arg) on the loop when signal `sig` arrives
+ * (loop.add_signal_handler()).  Does not suspend.  The process-level handler
+ * is installed with sigaction (SA_RESTART | SA_ONSTACK); it only records the
+ * signal and wakes the loop through its wakeup eventfd, and the loop then
+ * runs fn(arg) from its ready queue, like a call_soon callback, on the loop
+ * thread (fn may do anything a callback may: cancel tasks, stop the loop).
+ * Signals arrive while the loop runs; one that arrives while it is not
+ * running is delivered on the next run.
+ *
+ * Deliveries of the same signal between two loop iterations coalesce into
+ * one call (the kernel does not queue standard signals either, and Python's
+ * asyncio behaves the same); different signals each get their call.
+ * Adding a handler for a signal that already has one on this loop replaces
+ * fn/arg; a delivery already queued then goes to the new handler.  arg is
+ * borrowed: it must stay valid until the handler is replaced or removed, or
+ * the loop is closed.
+ *
+ * Signals are process-wide: a signal can have a handler on one loop at a
+ * time; adding it on another loop is -EBUSY until the first removes it (or
+ * is closed).  Any thread may own the handler's loop (Python requires the
+ * main thread only because of signal.set_wakeup_fd).
+ *
+ * asyncio_run / asyncio_runner_run: a SIGINT handler added during the run
+ * replaces the runner's Ctrl-C handling (the user's handler wins, as in
+ * Python) until it is removed, which restores the runner's; if it is still
+ * installed when the run ends, it stays, and removing it later (or closing
+ * the loop) restores SIGINT's default disposition.
+ *
+ * Returns 0; -EINVAL for a NULL loop or fn, a number that is not a signal,
+ * SIGKILL or SIGSTOP (cannot be caught), or SIGSEGV, SIGBUS, SIGILL, SIGFPE
+ * (a fault re-executes when its handler returns, so a deferred callback
+ * could not run; SIGSEGV is also the stack-overflow guard's); -EBUSY (another
+ * loop handles sig); ASYNCIO_ECLOSED; ASYNCIO_EWRONGTHREAD (the loop runs in
+ * another thread); -ENOMEM (the first add allocates the loop's signal table);
+ * or a negative errno from sigaction.  On error nothing changed.
+ */
+int asyncio_loop_add_signal_handler(asyncio_loop_t *loop, int sig, asyncio_callback_fn fn,
+                                    void *arg);
+
+/*
+ * Removes the loop's handler for sig (loop.remove_signal_handler()).  Does
+ * not suspend.  Restores the disposition sig had before the first add: for
+ * most signals SIG_DFL, as Python does; where Python restores
+ * default_int_handler for SIGINT, C restores whatever was there (SIG_DFL, or
+ * the runner's handler inside asyncio_run).  A delivery queued but not yet
+ * run is dropped; once this returns, fn is not called again.
+ * Returns 1 if a handler was removed, 0 if the loop had none for sig (also
+ * on a closed loop: close removed them), -EINVAL (NULL loop or not a signal
+ * number), or ASYNCIO_EWRONGTHREAD.
+ * asyncio_loop_close removes every handler the loop still has.
+ */
+int asyncio_loop_remove_signal_handler(asyncio_loop_t *loop, int sig);
+
 /* ---- errors and debugging ----------------------------------------------- */
 
 /*
