@@ -115,33 +115,118 @@ ASYNCIO_API asyncio_coro_fn asyncio_task_get_coro(const asyncio_task_t *task, vo
   return TASK(task)->fn;
 }
 
+/* One task's state and what it waits on, for asyncio_print_tasks. */
+static void print_task_line(FILE *fp, asyncio_loop_t *loop, asyncio__task_t *t) {
+  char buf[192], wbuf[192];
+  const char *state = t == loop->current      ? "running"
+                      : !t->started           ? "scheduled"
+                      : t->fut_waiter         ? "awaiting"
+                      : t->timer_waiter.ptr   ? "sleeping"
+                                              : "ready";
+  fprintf(fp, "%s %s", asyncio__future_describe(&t->f, buf, sizeof buf), state);
+  if (t->fut_waiter) {
+    asyncio_future_t *w = t->fut_waiter;
+    if (asyncio_future_is_gather(w))
+      fprintf(fp, " gather of %zd", asyncio_gather_size(w));
+    else
+      fprintf(fp, " %s", asyncio__future_describe(w, wbuf, sizeof wbuf));
+  }
+  if (t->timer_waiter.ptr) {
+    double when;
+    if (asyncio_handle_when(t->timer_waiter, &when) == 0) fprintf(fp, " until t=%.3f", when);
+  }
+  fputc('\n', fp);
+}
+
+/* Does t wait on c directly: awaiting it, or awaiting a gather that holds it? */
+static bool task_waits_on(const asyncio__task_t *t, const asyncio__task_t *c) {
+  asyncio_future_t *w = t->fut_waiter;
+  if (!w) return false;
+  if (w == &c->f) return true;
+  if (!asyncio_future_is_gather(w)) return false;
+  ssize_t n = asyncio_gather_size(w);
+  for (ssize_t i = 0; i < n; i++)
+    if (asyncio_gather_child(w, (size_t)i) == &c->f) return true;
+  return false;
+}
+
+typedef struct print_state {
+  FILE *fp;
+  asyncio_loop_t *loop;
+  asyncio__task_t **seen;
+  size_t nseen, cap;
+  char prefix[130]; /* "|   " per level, up to 32 levels */
+} print_state_t;
+
+static bool print_seen(print_state_t *ps, asyncio__task_t *t) {
+  for (size_t i = 0; i < ps->nseen; i++)
+    if (ps->seen[i] == t) return true;
+  if (ps->nseen < ps->cap) ps->seen[ps->nseen++] = t;
+  return false;
+}
+
+/* The i-th pending task t waits on, in the order it waits on them, or NULL. */
+static asyncio__task_t *waited_task(const asyncio__task_t *t, size_t i) {
+  asyncio_future_t *w = t->fut_waiter;
+  if (!w) return NULL;
+  if (!asyncio_future_is_gather(w))
+    return i == 0 && w->is_task && w->state == FUT_PENDING ? TASK(w) : NULL;
+  ssize_t n = asyncio_gather_size(w);
+  for (ssize_t k = 0; k < n; k++) {
+    asyncio_future_t *c = asyncio_gather_child(w, (size_t)k);
+    if (c && c->is_task && c->state == FUT_PENDING && i-- == 0) return TASK(c);
+  }
+  return NULL;
+}
+
+/* t's subtree: the pending tasks t waits on, each once (a second awaiter gets a mention). */
+static void print_subtree(print_state_t *ps, asyncio__task_t *t, size_t depth) {
+  size_t plen = strlen(ps->prefix);
+  asyncio__task_t *c;
+  for (size_t i = 0; (c = waited_task(t, i)) != NULL; i++) {
+    bool last = waited_task(t, i + 1) == NULL;
+    fprintf(ps->fp, "%s%s", ps->prefix, last ? "`-- " : "|-- ");
+    if (print_seen(ps, c) || depth >= 32) {
+      char buf[192];
+      fprintf(ps->fp, "%s (shown above)\n", asyncio__future_describe(&c->f, buf, sizeof buf));
+      continue;
+    }
+    print_task_line(ps->fp, ps->loop, c);
+    memcpy(ps->prefix + plen, last ? "    " : "|   ", 5);
+    print_subtree(ps, c, depth + 1);
+    ps->prefix[plen] = '\0';
+  }
+}
+
 ASYNCIO_API int asyncio_print_tasks(asyncio_loop_t *loop, void *out) {
   FILE *fp = out ? (FILE *)out : stderr;
   if (!loop) loop = asyncio__running_loop;
   if (!loop) return ASYNCIO_ENOLOOP;
+  print_state_t ps = {.fp = fp, .loop = loop};
+  ps.cap = loop->ntasks;
+  ps.seen = ps.cap ? asyncio__alloc(ps.cap * sizeof *ps.seen) : NULL;
+  if (ps.cap && !ps.seen) return -ENOMEM;
+  /* Roots: tasks no other pending task waits on; below each, what it waits on. */
   int n = 0;
-  char buf[192], wbuf[192];
-  /* Roots first: tasks nobody awaits; then each task's awaiters indented. */
-  for (asyncio__task_t *t = loop->tasks_head; t; t = t->next) {
-    const char *state = t == loop->current ? "running"
-                        : !t->started      ? "scheduled"
-                        : t->fut_waiter    ? "awaiting"
-                        : t->timer_waiter.ptr ? "sleeping"
-                                              : "ready";
-    fprintf(fp, "%s %s", asyncio__future_describe(&t->f, buf, sizeof buf), state);
-    if (t->fut_waiter)
-      fprintf(fp, " %s", asyncio__future_describe(t->fut_waiter, wbuf, sizeof wbuf));
-    if (t->timer_waiter.ptr) {
-      double when;
-      if (asyncio_handle_when(t->timer_waiter, &when) == 0)
-        fprintf(fp, " until t=%.3f", when);
-    }
-    fputc('\n', fp);
-    for (asyncio__task_t *w = loop->tasks_head; w; w = w->next)
-      if (w->fut_waiter == &t->f)
-        fprintf(fp, "  <- awaited by %s\n", asyncio__future_describe(&w->f, wbuf, sizeof wbuf));
-    n++;
+  asyncio__task_t *tail = loop->tasks_head;
+  while (tail && tail->next) tail = tail->next;
+  for (asyncio__task_t *t = tail; t; t = t->prev) { /* oldest first */
+    bool awaited = false;
+    for (asyncio__task_t *w = loop->tasks_head; w && !awaited; w = w->next)
+      awaited = w != t && task_waits_on(w, t);
+    if (awaited) continue;
+    print_seen(&ps, t);
+    print_task_line(fp, loop, t);
+    print_subtree(&ps, t, 0);
   }
+  /* Tasks only reachable through a cycle of awaits (not reachable from a root). */
+  for (asyncio__task_t *t = tail; t; t = t->prev) {
+    if (print_seen(&ps, t)) continue;
+    print_task_line(fp, loop, t);
+    print_subtree(&ps, t, 0);
+  }
+  for (asyncio__task_t *t = loop->tasks_head; t; t = t->next) n++;
+  asyncio__free(ps.seen, ps.cap * sizeof *ps.seen);
   fflush(fp);
   return n;
 }

@@ -1468,6 +1468,72 @@ TEST(task_print_tasks_lists_pending) {
   assert_ok(asyncio_loop_close(loop));
 }
 
+static asyncio_task_t *tree_leaf, *tree_kids[2], *tree_waiter2;
+
+static int tree_middle(void *arg) {
+  (void)arg;
+  return asyncio_await(tree_leaf, NULL); /* awaits the leaf task */
+}
+
+static int tree_main(void *arg) {
+  (void)arg;
+  asyncio_task_options_t o = {0};
+  o.name = "leaf";
+  CHECK_RC(asyncio_create_task(&tree_leaf, sleep_arg_seconds, (void *)100, &o), 0);
+  o.name = "middle";
+  CHECK_RC(asyncio_create_task(&tree_kids[0], tree_middle, NULL, &o), 0);
+  o.name = "sleeper";
+  CHECK_RC(asyncio_create_task(&tree_kids[1], sleep_arg_seconds, (void *)50, &o), 0);
+  o.name = "second-awaiter";
+  CHECK_RC(asyncio_create_task(&tree_waiter2, tree_middle, NULL, &o), 0);
+  asyncio_future_t *g;
+  CHECK_RC(asyncio_gather(&g, tree_kids, 2, NULL), 0);
+  int rc = asyncio_await(g, NULL); /* cancelled by the test */
+  asyncio_future_free(g);
+  return rc;
+}
+
+/* print_tasks draws the await tree: main -> gather children -> the task a child awaits. */
+TEST(task_print_tasks_tree) {
+  reset();
+  char *text = NULL;
+  size_t size = 0;
+  asyncio_loop_t *loop = harness_virtual_loop();
+  asyncio_task_options_t o = {0};
+  o.name = "main";
+  asyncio_task_t *t;
+  assert_ok(asyncio_loop_create_task(loop, &t, tree_main, NULL, &o));
+  for (int i = 0; i < 3; i++) run_once(loop);
+  FILE *out = open_memstream(&text, &size);
+  assert_non_null(out);
+  int n = asyncio_print_tasks(loop, out);
+  fclose(out);
+  fprintf(stderr, "%s", text);
+  /* Two roots: main and second-awaiter; the leaf is under middle, then mentioned again. */
+  const char *main_line = strstr(text, "<Task pending name='main'");
+  const char *mid = strstr(text, "|-- <Task pending name='middle'");
+  const char *leaf = strstr(text, "|   `-- <Task pending name='leaf'");
+  const char *sl = strstr(text, "`-- <Task pending name='sleeper'");
+  const char *again = strstr(text, "`-- <Task pending name='leaf'");
+  bool ok = n == 5 && main_line && mid && leaf && sl && again &&
+            strstr(text, "(shown above)") && strstr(text, "awaiting gather of 2") &&
+            main_line < mid && mid < leaf && leaf < sl;
+  free(text);
+  asyncio_task_cancel(t, NULL);
+  asyncio_task_cancel(tree_waiter2, NULL);
+  asyncio_task_cancel(tree_leaf, NULL);
+  assert_rc(asyncio_loop_run_until_complete(loop, t, NULL), -ECANCELED);
+  assert_rc(asyncio_loop_run_until_complete(loop, tree_waiter2, NULL), -ECANCELED);
+  assert_rc(asyncio_loop_run_until_complete(loop, tree_leaf, NULL), -ECANCELED);
+  assert_ok(asyncio_task_free(t));
+  for (int i = 0; i < 2; i++) assert_ok(asyncio_task_free(tree_kids[i]));
+  assert_ok(asyncio_task_free(tree_waiter2));
+  assert_ok(asyncio_task_free(tree_leaf));
+  ASSERT_SOFT();
+  assert_true(ok);
+  assert_ok(asyncio_loop_close(loop));
+}
+
 /* ---- stack at creation; debug-mode stepping ------------------------------------ */
 
 static int create_huge_stack_task(void *arg) {

@@ -159,10 +159,14 @@ asyncio_coro_fn asyncio_task_get_coro(const asyncio_task_t *task, void **arg);
 int asyncio_sleep(double delay);
 
 /*
- * Prints the loop's tasks to `out` (a FILE *; stderr when NULL) as a tree: each
- * pending task with its state, what it awaits, and the tasks awaiting it
- * (asyncio.print_call_graph, 3.14, at task granularity).  Returns the number
- * of tasks printed.
+ * Prints the loop's pending tasks to `out` (a FILE *; stderr when NULL) as a
+ * tree (asyncio.print_call_graph and `python -m asyncio pstree`, 3.14, at task
+ * granularity): each root, a task no other task waits on, with its state
+ * (running, scheduled, ready, sleeping until t=..., awaiting what), and below
+ * it the tasks it waits on: the task it awaits, or the children of the gather
+ * it awaits; and so on down.  A task waited on by several is printed once and
+ * mentioned "(shown above)" after that.  Returns the number of pending tasks,
+ * ASYNCIO_ENOLOOP, -ENOMEM.
  */
 int asyncio_print_tasks(asyncio_loop_t *loop, void *out);
 
