@@ -53,7 +53,8 @@ echo_protocol
 echo_streams
 getaddrinfo
 getnameinfo
-chat_server --demo'
+chat_server --demo
+signal_handler'
 
 if [ ! -d "$dir" ]; then
   echo "demo.sh: no examples in $dir (build with -DASYNCIO_BUILD_EXAMPLES=ON)" >&2
