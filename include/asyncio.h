@@ -28,5 +28,6 @@
 #include "asyncio/transports.h"
 #include "asyncio/servers.h"
 #include "asyncio/streams.h"
+#include "asyncio/subprocess.h"
 
 #endif

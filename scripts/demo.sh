@@ -54,7 +54,8 @@ echo_streams
 getaddrinfo
 getnameinfo
 chat_server --demo
-signal_handler'
+signal_handler
+subprocess'
 
 if [ ! -d "$dir" ]; then
   echo "demo.sh: no examples in $dir (build with -DASYNCIO_BUILD_EXAMPLES=ON)" >&2

@@ -101,6 +101,8 @@ typedef struct stream {
   void *harg;
   struct sockaddr_storage peer, sock;
   socklen_t peerlen, socklen;
+  void (*on_lost)(void *arg, int error); /* subprocess.c's pipe hook, or NULL */
+  void *lost_arg;
 } stream_t;
 
 #define R2S(p) ((stream_t *)((char *)(p) - offsetof(stream_t, r)))
@@ -333,6 +335,7 @@ static void p_connection_lost(asyncio_transport_t *t, int error, void *inst) {
   s->wpaused = 0;
   wake_all(&s->drainq);
   wake_all(&s->closeq);
+  if (s->on_lost) s->on_lost(s->lost_arg, error);
   maybe_free(s);
 }
 
@@ -469,6 +472,48 @@ ASYNCIO_API int asyncio_open_unix_connection(const char *path,
                                              asyncio_stream_writer_t **writer) {
   if (!path) return -EINVAL;
   return open_common(NULL, 0, path, options, reader, writer);
+}
+
+/*
+ * subprocess.c: a stream over one end of a pipe to a child (Python's
+ * SubprocessStreamProtocol makes a StreamReader for stdout / stderr and a
+ * StreamWriter for stdin).  fd (non-blocking) becomes a read or write pipe
+ * transport; only the matching handle is live (*r or *w; the other is
+ * NULL).  on_lost(arg, error) runs from connection_lost.  Suspends until
+ * connection_made.  On error *fd_taken tells whether fd is gone with the
+ * transport.  *t is the transport, valid until on_lost runs.
+ */
+int asyncio__stream_open_pipe(asyncio_loop_t *loop, int fd, int write, size_t limit,
+                              void (*on_lost)(void *arg, int error), void *arg,
+                              asyncio_transport_t **t, asyncio_stream_reader_t **r,
+                              asyncio_stream_writer_t **w, int *fd_taken);
+int asyncio__stream_open_pipe(asyncio_loop_t *loop, int fd, int write, size_t limit,
+                              void (*on_lost)(void *arg, int error), void *arg,
+                              asyncio_transport_t **t, asyncio_stream_reader_t **r,
+                              asyncio_stream_writer_t **w, int *fd_taken) {
+  *r = NULL;
+  *w = NULL;
+  *t = NULL;
+  *fd_taken = 0;
+  client_ctx_t c = {loop, limit, NULL};
+  int rc = asyncio__transport_make_and_wait(
+      loop, fd, write ? ASYNCIO__TK_WRITE_PIPE : ASYNCIO__TK_READ_PIPE, client_factory, &c, t,
+      NULL, fd_taken);
+  if (rc < 0) {
+    if (c.s) abandon(c.s);
+    return rc;
+  }
+  /* The unused handle goes without closing anything. */
+  if (write) {
+    c.s->r.live = 0;
+    *w = &c.s->w;
+  } else {
+    c.s->w.live = 0;
+    *r = &c.s->r;
+  }
+  c.s->on_lost = on_lost;
+  c.s->lost_arg = arg;
+  return 0;
 }
 
 /* ---- servers ------------------------------------------------------------------------- */
