@@ -22,6 +22,7 @@
 #include "asyncio/locks.h"
 #include "asyncio/queues.h"
 #include "asyncio/threads.h"
+#include "asyncio/files.h"
 #include "asyncio/dns.h"
 #include "asyncio/sockets.h"
 #include "asyncio/protocols.h"

@@ -55,7 +55,8 @@ getaddrinfo
 getnameinfo
 chat_server --demo
 signal_handler
-subprocess'
+subprocess
+file_io'
 
 if [ ! -d "$dir" ]; then
   echo "demo.sh: no examples in $dir (build with -DASYNCIO_BUILD_EXAMPLES=ON)" >&2
