@@ -418,6 +418,22 @@ static int check_sock_type(int fd, int type) {
   return t == type ? 0 : -EINVAL;
 }
 
+/*
+ * A connected stream socket the caller gives (sock=, connect_accepted_socket):
+ * checked, made non-blocking and wrapped.  The caller keeps it on any error
+ * before the transport exists.
+ */
+static int wrap_given_sock(asyncio_loop_t *loop, int sock, asyncio_protocol_factory_fn factory,
+                           void *factory_arg, asyncio_transport_t **transport, void **instance) {
+  int rc = check_sock_type(sock, SOCK_STREAM);
+  if (rc) return rc;
+  rc = asyncio__set_nonblock(sock);
+  if (rc) return rc;
+  int taken = 0;
+  return asyncio__transport_make_and_wait(loop, sock, ASYNCIO__TK_SOCKET, factory, factory_arg,
+                                          transport, instance, &taken);
+}
+
 ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
                                                asyncio_protocol_factory_fn factory,
                                                void *factory_arg, const char *host, int port,
@@ -430,16 +446,8 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
   if (o && o->nerrors) *o->nerrors = 0;
   int rc = check_task_loop(loop);
   if (rc) return rc;
-  if (use_sock) {
-    rc = check_sock_type(o->sock, SOCK_STREAM);
-    if (rc) return rc;
-    rc = asyncio__set_nonblock(o->sock);
-    if (rc) return rc;
-    int taken = 0;
-    rc = asyncio__transport_make_and_wait(loop, o->sock, ASYNCIO__TK_SOCKET, factory, factory_arg,
-                                          transport, instance, &taken);
-    return rc;
-  }
+  if (use_sock)
+    return wrap_given_sock(loop, o->sock, factory, factory_arg, transport, instance);
   int family = o ? o->family : 0, proto = o ? o->proto : 0, flags = o ? o->flags : 0;
   connector_t *c;
   rc = connector_new(loop, &c);
@@ -470,13 +478,7 @@ ASYNCIO_API int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
   if (sock < 0) return -EBADF;
   int rc = check_task_loop(loop);
   if (rc) return rc;
-  rc = check_sock_type(sock, SOCK_STREAM);
-  if (rc) return rc;
-  rc = asyncio__set_nonblock(sock);
-  if (rc) return rc;
-  int taken = 0;
-  return asyncio__transport_make_and_wait(loop, sock, ASYNCIO__TK_SOCKET, factory, factory_arg,
-                                          transport, instance, &taken);
+  return wrap_given_sock(loop, sock, factory, factory_arg, transport, instance);
 }
 
 ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
@@ -491,15 +493,8 @@ ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
   if (use_sock ? (path != NULL || o->sock < 0) : !path) return -EINVAL;
   int rc = check_task_loop(loop);
   if (rc) return rc;
-  if (use_sock) {
-    rc = check_sock_type(o->sock, SOCK_STREAM);
-    if (rc) return rc;
-    rc = asyncio__set_nonblock(o->sock);
-    if (rc) return rc;
-    int taken = 0;
-    return asyncio__transport_make_and_wait(loop, o->sock, ASYNCIO__TK_SOCKET, factory,
-                                            factory_arg, transport, instance, &taken);
-  }
+  if (use_sock)
+    return wrap_given_sock(loop, o->sock, factory, factory_arg, transport, instance);
   addr_t a;
   memset(&a, 0, sizeof a);
   rc = asyncio__unix_addr(path, &a.sa, &a.len);
