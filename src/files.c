@@ -18,11 +18,9 @@
  *     releases it;
  *   - after delivery, the calling task, which takes what it wants (bytes,
  *     a descriptor, the file data) and releases the rest.
- * The request is also a loop resource (selector_events.h) for its whole
- * life, because a task can be destroyed by loop close after its job was
- * delivered but before it resumed: net close then releases it.  Loop close
- * runs the threads' close first, so an undelivered request is always
- * released by its abandon hook, never twice.
+ * A task destroyed by loop close after its job was delivered but before it
+ * resumed never takes the request back: the threads' close calls the abandon
+ * hook for it too (asyncio__await_job), so that case needs nothing here.
  *
  * release() gives back whatever the caller did not take: the dup, an opened
  * descriptor nobody will see, read_all's buffer, and -- for close -- the
@@ -37,7 +35,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "selector_events.h"
 
 enum { OP_OPEN, OP_READ, OP_PREAD, OP_WRITE, OP_PWRITE, OP_FSYNC, OP_CLOSE, OP_STAT, OP_UNLINK,
        OP_READ_ALL };
@@ -46,7 +43,6 @@ enum { OP_OPEN, OP_READ, OP_PREAD, OP_WRITE, OP_PWRITE, OP_FSYNC, OP_CLOSE, OP_S
 #define DATA_HDR ((size_t)alignof(max_align_t))
 
 typedef struct file_req {
-  asyncio__res_t res;   /* linked on the loop while the request lives */
   asyncio_loop_t *loop;
   size_t size;          /* of this allocation */
   int op;
@@ -68,15 +64,12 @@ typedef struct file_req {
 } file_req_t;
 
 static void req_release(file_req_t *r) {
-  asyncio__res_unlink(r->loop, &r->res);
   if (r->op == OP_OPEN && r->ran && r->rc >= 0) close(r->rc); /* nobody got it */
   if (r->op == OP_CLOSE && !r->ran) close(r->fd);             /* close happens anyway */
   if (r->own_fd) close(r->fd);
   if (r->data) asyncio__free(r->data, *(size_t *)r->data);
   asyncio__free(r, r->size);
 }
-
-static void req_destroy(asyncio__res_t *res) { req_release((file_req_t *)res); }
 
 static void req_abandon(void *arg, int rc, void *value) {
   (void)rc;
@@ -87,9 +80,6 @@ static void req_abandon(void *arg, int rc, void *value) {
 /* A request with room for `cap` buffer bytes and a copy of `path`. */
 static int req_new(asyncio_loop_t *loop, int op, const char *path, size_t cap,
                    file_req_t **out) {
-  asyncio__net_t *net;
-  int rc = asyncio__net_get(loop, &net);
-  if (rc) return rc;
   size_t pl = path ? strlen(path) + 1 : 0;
   size_t size = sizeof(file_req_t) + pl + cap;
   file_req_t *r = asyncio__alloc(size);
@@ -102,8 +92,6 @@ static int req_new(asyncio_loop_t *loop, int op, const char *path, size_t cap,
   char *tail = (char *)(r + 1);
   if (path) r->path = memcpy(tail, path, pl);
   r->buf = tail + pl;
-  r->res.destroy = req_destroy;
-  asyncio__res_link(loop, &r->res);
   *out = r;
   return 0;
 }

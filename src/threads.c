@@ -261,6 +261,10 @@ typedef struct jobfut {
   struct asyncio_future f;
   job_t *job;
   struct jobfut *aprev, *anext; /* lt->awaited, while in asyncio__await_job */
+  /* The job's abandon hook and argument, for an outcome delivered to a task
+   * that loop close destroys before it resumes (asyncio__threads_loop_close). */
+  void (*abandon)(void *arg, int rc, void *value);
+  void *arg;
 } jobfut_t;
 
 static void job_free(job_t *j) {
@@ -369,6 +373,8 @@ int asyncio__run_in_executor(asyncio_loop_t *loop, asyncio_executor_t *ex, async
   asyncio__future_init(&jf->f, loop);
   jf->f.vt = &jobfut_vt;
   jf->job = j;
+  jf->abandon = abandon;
+  jf->arg = arg;
   asyncio_future_t *f = &jf->f;
   j->ex = ex;
   j->lt = lt;
@@ -438,9 +444,11 @@ static void awaited_unlink(lt_t *lt, jobfut_t *jf) {
  * reference to it.  While the task is suspended the reference is recorded
  * in the loop's thread state: if the loop is closed then, the task is
  * destroyed without resuming, and asyncio__threads_loop_close drops the
- * reference instead (no leak).  *delivered (if non-NULL) tells whether the
- * job's outcome arrived (then its argument is the caller's again; otherwise
- * the abandon hook has it).  Returns asyncio_await's result.
+ * reference instead (no leak); if the outcome had already been delivered
+ * then, it also calls the abandon hook, since the caller never takes its
+ * argument back.  *delivered (if non-NULL) tells whether the job's outcome
+ * arrived (then its argument is the caller's again; otherwise the abandon
+ * hook has it).  Returns asyncio_await's result.
  */
 int asyncio__await_job(asyncio_future_t *f, void **value, int *delivered) {
   jobfut_t *jf = (jobfut_t *)f;
@@ -908,10 +916,17 @@ void asyncio__threads_loop_close(asyncio_loop_t *loop) {
   }
   if (lt->shutdown_node) asyncio__free(lt->shutdown_node, sizeof *lt->shutdown_node);
   for (size_t i = 0; i < lt->nwaiters; i++) asyncio__future_unref(lt->waiters[i]);
-  /* Their coroutines never resume: the tasks die pending, after this. */
+  /*
+   * Their coroutines never resume: the tasks die pending, after this.  An
+   * outcome already delivered to one of them (its wakeup was still queued)
+   * would have been taken by the coroutine: the abandon hook releases it.
+   * Undelivered ones were abandoned with their jobs above.
+   */
   while (lt->awaited) {
     jobfut_t *jf = lt->awaited;
     awaited_unlink(lt, jf);
+    if (jf->f.state == FUT_FINISHED && jf->abandon)
+      jf->abandon(jf->arg, jf->f.code, jf->f.value);
     asyncio__future_unref(&jf->f);
   }
   asyncio__free(lt->waiters, lt->capwaiters * sizeof *lt->waiters);
