@@ -11,7 +11,8 @@
  *      without waiting and, if nothing happened, jump time to that timer;
  *   4. move every due timer to the ready queue;
  *   5. run exactly the callbacks that are ready now; what they schedule runs
- *      on the next iteration.
+ *      on the next iteration, except what an I/O callback schedules: that
+ *      joins this batch (see run_ready).
  * Invariants: a handle is in at most one place (free pool, ready queue, timer
  * heap, or running); cancelled handles stay where they are and are skipped or
  * purged later; nothing here allocates once the pools are warm.
@@ -773,6 +774,20 @@ static void run_ready(asyncio_loop_t *loop) {
         h->cancelled = h->kind == HK_IO ? 0 : h->cancelled;
         asyncio__handle_release(loop, h);
       }
+      continue;
+    }
+    if (h->kind == HK_IO) {
+      /*
+       * What an I/O callback schedules (typically the step of the task
+       * that waits for this data) joins this iteration's batch instead of
+       * waiting behind one more, non-blocking, poll: uvloop's order, where
+       * callbacks run before the poll whose timeout they decide.  Bounded
+       * by the events of one poll, so it cannot starve I/O; what those
+       * callbacks schedule in turn waits for the next iteration again.
+       */
+      size_t before = loop->ready_count;
+      run_handle(loop, h);
+      if (loop->ready_count > before) loop->ntodo += loop->ready_count - before;
       continue;
     }
     run_handle(loop, h);

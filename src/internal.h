@@ -145,6 +145,7 @@ typedef struct asyncio__task {
   void *result_value;
   asyncio_future_t *fut_waiter; /* the future being awaited (a reference), or NULL */
   asyncio_handle_t timer_waiter;/* the sleep timer, or none */
+  const char *parked;           /* in asyncio__task_park: what it waits for */
   char *cancel_msg;
   int num_cancels_requested;
   int wake_rc;
@@ -348,6 +349,17 @@ const char *asyncio__future_describe(asyncio_future_t *f, char *buf, size_t n);
 /* tasks.c */
 void asyncio__task_step(asyncio__task_t *t);
 void asyncio__task_suspend(asyncio__task_t *t);
+/*
+ * The lightest wait, for library objects that track their one waiting task
+ * themselves (a stream's reader): no future, nothing written to the task's
+ * stack by the waker.  Suspends the current task t until
+ * asyncio__task_unpark(t) or a cancellation; returns 0 or -ECANCELED (a
+ * cancellation requested after the unpark still wins, as with a future).
+ * `what` (static) names the wait in asyncio_print_tasks.
+ */
+int asyncio__task_park(asyncio__task_t *t, const char *what);
+/* Wakes t if it is parked; otherwise does nothing. */
+void asyncio__task_unpark(asyncio__task_t *t);
 void asyncio__task_destroy_pending(asyncio__task_t *t);
 void asyncio__task_free_fields(asyncio__task_t *t);
 int asyncio__task_cancel_all(asyncio_loop_t *loop);

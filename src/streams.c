@@ -14,7 +14,7 @@
  * When a task is suspended in read / readexactly / read_all and the buffer
  * is empty, get_buffer hands out the caller's own destination instead
  * ("direct" mode), so bulk reads are copied once, by the kernel.  Direct
- * mode is only used while the reader's waiter is still pending: once it is
+ * mode is only used while the reader's task is still parked: once it is
  * woken or cancelled the data goes to the internal buffer again.  A call
  * that ends in an error or a cancellation after having taken bytes puts
  * them back in front of the buffer (unread), so, as in Python, a cancelled
@@ -31,10 +31,13 @@
  * it as well (so a read larger than the buffer cannot deadlock).  Writes:
  * pause_writing / resume_writing (FlowControlMixin) gate drain().
  *
- * Waiting.  The reader's one waiter and the writer's drain / wait_closed
- * waiters are futures in the waiting task's frame (asyncio__waiter_t, as
- * in locks.c), awaited with asyncio_await: every wait is a cancellation
- * point and obeys timeout scopes, and waiting allocates nothing.
+ * Waiting.  A reader has at most one waiting task, which parks
+ * (asyncio__task_park: no future, and waking it touches only the task
+ * object, not its stack: the per-message path of a server with many
+ * connections).  The writer's drain / wait_closed waiters are futures in
+ * the waiting task's frame (asyncio__waiter_t, as in locks.c), awaited with
+ * asyncio_await.  Either way every wait is a cancellation point and obeys
+ * timeout scopes, and waiting allocates nothing.
  *
  * Lifetime.  The object goes when the reader handle, the writer handle,
  * the transport (until connection_lost) and a start_server handler task
@@ -77,7 +80,7 @@ typedef struct stream {
   /* direct mode: the waiting reader's destination */
   char *dptr;
   size_t dlen, dgot, dneed;
-  asyncio__waiter_t *rw; /* the reader's waiter, or NULL */
+  asyncio__task_t *rw; /* the task waiting in a reader call (parked), or NULL */
   int exc;               /* the connection's error (StreamReader._exception) */
   int lost_err;
   /* results of the last failing call */
@@ -189,7 +192,7 @@ static void wake_all(asyncio__waitq_t *q) {
 }
 
 static void wake_reader(stream_t *s) {
-  if (s->rw) asyncio__waiter_wake(s->rw);
+  if (s->rw) asyncio__task_unpark(s->rw);
 }
 
 /* ---- the reader's buffer ---------------------------------------------------------- */
@@ -363,7 +366,7 @@ static int p_get_buffer(asyncio_transport_t *t, ssize_t hint, void **bufp, size_
                         void *inst) {
   (void)t, (void)hint;
   stream_t *s = inst;
-  if (s->dptr && s->rw && !asyncio__waiter_done(s->rw) && s->start == s->end &&
+  if (s->dptr && s->rw && s->rw->parked && s->start == s->end &&
       s->dgot < s->dlen) {
     s->direct_now = 1;
     *bufp = s->dptr + s->dgot;
@@ -668,15 +671,13 @@ static int reader_wait(stream_t *s, size_t want, char *dst, size_t dlen, size_t 
     s->paused = 0;
     asyncio_transport_resume_reading(s->t);
   }
-  asyncio__waiter_t w;
-  waiter_init(&w, s->loop);
-  s->rw = &w;
+  s->rw = s->loop->current;
   s->want = want;
   s->dptr = dlen ? dst : NULL;
   s->dlen = dlen;
   s->dgot = 0;
   s->dneed = dneed;
-  rc = await_waiter(&w);
+  rc = asyncio__task_park(s->rw, "stream data");
   /* Not reached if the loop was closed meanwhile (the task is destroyed). */
   s->rw = NULL;
   s->dptr = NULL;

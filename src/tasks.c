@@ -122,6 +122,7 @@ static void print_task_line(FILE *fp, asyncio_loop_t *loop, asyncio__task_t *t) 
                       : !t->started           ? "scheduled"
                       : t->fut_waiter         ? "awaiting"
                       : t->timer_waiter.ptr   ? "sleeping"
+                      : t->parked             ? "waiting"
                                               : "ready";
   fprintf(fp, "%s %s", asyncio__future_describe(&t->f, buf, sizeof buf), state);
   if (t->fut_waiter) {
@@ -131,6 +132,7 @@ static void print_task_line(FILE *fp, asyncio_loop_t *loop, asyncio__task_t *t) 
     else
       fprintf(fp, " %s", asyncio__future_describe(w, wbuf, sizeof wbuf));
   }
+  if (t->parked) fprintf(fp, " for %s", t->parked);
   if (t->timer_waiter.ptr) {
     double when;
     if (asyncio_handle_when(t->timer_waiter, &when) == 0) fprintf(fp, " until t=%.3f", when);
@@ -511,6 +513,15 @@ static int cancel_timer_wait(asyncio__task_t *t) {
   return 1;
 }
 
+/* Ends a park with -ECANCELED. */
+static int cancel_park(asyncio__task_t *t) {
+  if (!t->parked) return 0;
+  t->parked = NULL;
+  t->wake_rc = -ECANCELED;
+  if (t->step.state == H_IDLE) asyncio__ready_push(t->f.loop, &t->step);
+  return 1;
+}
+
 /*
  * Switches back to the resumer until the step handle is queued again.
  * A cancellation requested while the task was running is applied now, to
@@ -521,7 +532,7 @@ static inline __attribute__((always_inline)) void task_suspend(asyncio__task_t *
   if (UNLIKELY(t->must_cancel)) {
     if (t->fut_waiter) {
       if (asyncio_future_cancel(t->fut_waiter, t->cancel_msg) == 1) t->must_cancel = 0;
-    } else if (cancel_timer_wait(t)) {
+    } else if (cancel_timer_wait(t) || cancel_park(t)) {
       t->must_cancel = 0;
     }
   }
@@ -558,6 +569,25 @@ static inline __attribute__((always_inline)) void task_suspend(asyncio__task_t *
 }
 
 void asyncio__task_suspend(asyncio__task_t *t) { task_suspend(t); }
+
+int asyncio__task_park(asyncio__task_t *t, const char *what) {
+  t->parked = what;
+  t->wake_rc = 0;
+  task_suspend(t);
+  t->parked = NULL; /* set already, unless the loop tore us down */
+  if (t->must_cancel) {
+    t->must_cancel = 0;
+    return -ECANCELED;
+  }
+  return t->wake_rc;
+}
+
+void asyncio__task_unpark(asyncio__task_t *t) {
+  if (!t->parked) return;
+  t->parked = NULL;
+  t->wake_rc = 0;
+  if (t->step.state == H_IDLE) asyncio__ready_push(t->f.loop, &t->step);
+}
 
 ASYNCIO_API int asyncio_sleep(double delay) {
   asyncio_loop_t *loop = asyncio__running_loop;
@@ -627,7 +657,7 @@ ASYNCIO_API int asyncio_task_cancel(asyncio_task_t *task, const char *msg) {
   if (t->fut_waiter) {
     /* Leave fut_waiter: it may be a task that swallows the cancellation. */
     if (asyncio_future_cancel(t->fut_waiter, msg) == 1) return 1;
-  } else if (cancel_timer_wait(t)) {
+  } else if (cancel_timer_wait(t) || cancel_park(t)) {
     return 1;
   }
   t->must_cancel = 1;

@@ -604,6 +604,87 @@ TEST(cancel_readline) {
   ASSERT_SOFT();
 }
 
+static void cancel_cb(void *arg) { asyncio_task_cancel(arg, NULL); }
+
+static int bytes_waiter(void *arg) {
+  waiter_ctx_t *x = arg;
+  x->started = 1;
+  x->n = asyncio_stream_read(x->r, x->copy, sizeof x->copy);
+  return x->n < 0 ? (int)x->n : 0;
+}
+
+/*
+ * The reader is woken by data that went straight into its buffer, and a
+ * cancellation lands before it runs (the timer comes after the I/O
+ * callback in the same iteration): the cancellation wins, as with a
+ * future, and the bytes it had been given are put back.  Should the data
+ * arrive a poll later instead, the reader is cancelled while still
+ * waiting: the same outcome.
+ */
+static int cancel_after_wakeup_main(void *arg) {
+  (void)arg;
+  reader_t *r;
+  writer_t *w;
+  int raw;
+  CHECK_RC(pair_open(0, &r, &w, &raw), 0);
+  waiter_ctx_t a = {r, 0, {0}, 0};
+  asyncio_task_t *t = NULL;
+  CHECK_RC(asyncio_create_task(&t, bytes_waiter, &a, NULL), 0);
+  WAIT_UNTIL(a.started);
+  CHECK_RC(asyncio_sleep(0), 0);
+  raw_write(raw, "abc");
+  CHECK_RC(asyncio_loop_call_later(asyncio_get_running_loop(), 0, cancel_cb, t, NULL), 0);
+  CHECK_RC(asyncio_await(t, NULL), -ECANCELED);
+  CHECK(a.n == -ECANCELED);
+  asyncio_task_free(t);
+  WAIT_UNTIL(asyncio_stream_buffered(r) == 3);
+  char buf[8];
+  CHECK(asyncio_stream_read(r, buf, sizeof buf) == 3 && memcmp(buf, "abc", 3) == 0);
+  pair_close(r, w, raw);
+  return 0;
+}
+
+TEST(cancel_after_wakeup_keeps_bytes) {
+  assert_ok(run_main(cancel_after_wakeup_main, NULL));
+  ASSERT_SOFT();
+}
+
+/* A task waiting in a reader call shows in asyncio_print_tasks. */
+static int print_waiting_main(void *arg) {
+  (void)arg;
+  reader_t *r;
+  writer_t *w;
+  int raw;
+  CHECK_RC(pair_open(0, &r, &w, &raw), 0);
+  waiter_ctx_t a = {r, 0, {0}, 0};
+  asyncio_task_t *t = NULL;
+  asyncio_task_options_t o = {0};
+  o.name = "slow-reader";
+  CHECK_RC(asyncio_create_task(&t, bytes_waiter, &a, &o), 0);
+  WAIT_UNTIL(a.started);
+  char *text = NULL;
+  size_t size = 0;
+  FILE *out = open_memstream(&text, &size);
+  CHECK(out != NULL);
+  if (out) {
+    CHECK(asyncio_print_tasks(asyncio_get_running_loop(), out) == 2);
+    fclose(out);
+    CHECK(strstr(text, "slow-reader") && strstr(text, "waiting for stream data"));
+    free(text);
+  }
+  raw_write(raw, "x");
+  CHECK_RC(asyncio_await(t, NULL), 0);
+  CHECK(a.n == 1 && a.copy[0] == 'x');
+  asyncio_task_free(t);
+  pair_close(r, w, raw);
+  return 0;
+}
+
+TEST(print_tasks_shows_waiting_reader) {
+  assert_ok(run_main(print_waiting_main, NULL));
+  ASSERT_SOFT();
+}
+
 static int timeout_main(void *arg) {
   (void)arg;
   reader_t *r;
