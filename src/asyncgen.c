@@ -44,6 +44,7 @@ struct asyncio_asyncgen {
   asyncio__task_t *task;          /* the consumer task while RUNNING */
   asyncio__coro_t *consumer;      /* where a yield returns to */
   asyncio__stack_t *consumer_stack;
+  uint8_t consumer_unguarded;
   asyncio_task_t *closer;         /* the finalizer task (a reference), or NULL */
   char *name;
   uint64_t id;
@@ -194,6 +195,7 @@ static inline void give_back(asyncio_asyncgen_t *g) {
   asyncio__task_t *t = g->task;
   t->cur_ctx = g->consumer;
   t->cur_stack = g->consumer_stack;
+  t->unguarded = g->consumer_unguarded;
   asyncio__current_stack = g->consumer_stack;
   gen_stack_check(g);
 }
@@ -232,8 +234,10 @@ static int gen_resume(asyncio_asyncgen_t *g, asyncio__task_t *t, int in_rc, void
   g->sent = send;
   g->consumer = t->cur_ctx;
   g->consumer_stack = t->cur_stack;
+  g->consumer_unguarded = t->unguarded;
   t->cur_ctx = &g->ctx;
   t->cur_stack = g->stack;
+  t->unguarded = !g->stack->guarded;
   asyncio__current_stack = g->stack;
   asyncio__coro_switch(g->consumer, &g->ctx);
   /* The body yielded (SUSPENDED) or ended (CLOSED) and gave the task back. */

@@ -154,6 +154,7 @@ typedef struct asyncio__task {
   uint8_t finished;             /* the coroutine returned: its stack can go */
   uint8_t detached;
   uint8_t eager;
+  uint8_t unguarded; /* cur_stack has no guard page: check its canary at each switch */
 } asyncio__task_t;
 
 #define TASK(fut) ((asyncio__task_t *)(fut))

@@ -466,6 +466,7 @@ static inline void task_enter(asyncio_loop_t *loop, asyncio__task_t *n, asyncio_
   n->started = 1;
   n->cur_ctx = &n->ctx;
   n->cur_stack = n->stack;
+  n->unguarded = !n->stack->guarded;
   asyncio__current_stack = n->stack;
   asyncio__coro_start(from, &n->ctx, n->stack, task_entry, n);
 }
@@ -536,7 +537,8 @@ static inline __attribute__((always_inline)) void task_suspend(asyncio__task_t *
       t->must_cancel = 0;
     }
   }
-  if (UNLIKELY(!t->cur_stack->guarded) && asyncio__stack_check(t->cur_stack)) overflow_abort(t);
+  /* The flag, not cur_stack->guarded: the descriptor's line is cold by now. */
+  if (UNLIKELY(t->unguarded) && asyncio__stack_check(t->cur_stack)) overflow_abort(t);
   /*
    * Direct hand-off: when the next callback of this iteration is the step of
    * another task, switch straight to it (or start it) instead of bouncing through

@@ -1014,6 +1014,75 @@ static void reader_b(int fd, void *arg) {
   asyncio_loop_stop((asyncio_loop_t *)arg);
 }
 
+static char order_log[16];
+static size_t order_n;
+static asyncio_future_t *order_fut;
+
+static void order_put(char c) {
+  if (order_n + 1 < sizeof order_log) order_log[order_n++] = c;
+}
+
+static int order_task(void *arg) {
+  (void)arg;
+  CHECK_RC(asyncio_await(order_fut, NULL), 0);
+  order_put('a');
+  return 0;
+}
+
+static void order_plain(void *arg) {
+  (void)arg;
+  order_put('c');
+}
+
+static void order_reader_a(int fd, void *arg) {
+  char buf[4];
+  (void)arg;
+  (void)!read(fd, buf, sizeof buf);
+  order_put('A');
+  CHECK_RC(asyncio_future_set_result(order_fut, 0, NULL), 0);
+}
+
+static void order_reader_b(int fd, void *arg) {
+  char buf[4];
+  (void)!read(fd, buf, sizeof buf);
+  order_put('B');
+  CHECK_RC(asyncio_loop_call_soon(arg, order_plain, NULL, NULL), 0);
+}
+
+/*
+ * One poll reports two readers.  The task the first one wakes runs right
+ * after it, before the second reader (its continuation); the plain
+ * callback the second one schedules runs at the end of the same batch.
+ * CPython would run both in the next iteration ("ABac"); here "AaBc".
+ */
+TEST(loop_io_wakeup_runs_after_its_callback) {
+  reset();
+  asyncio_loop_t *loop = real_loop();
+  int a[2], b[2];
+  assert_int_equal(pipe2(a, O_NONBLOCK | O_CLOEXEC), 0);
+  assert_int_equal(pipe2(b, O_NONBLOCK | O_CLOEXEC), 0);
+  order_n = 0;
+  assert_ok(asyncio_future_new(&order_fut, loop));
+  asyncio_task_t *t;
+  assert_ok(asyncio_loop_create_task(loop, &t, order_task, NULL, NULL));
+  run_once(loop); /* the task waits on the future */
+  assert_ok(asyncio_loop_add_reader(loop, a[0], order_reader_a, loop));
+  assert_ok(asyncio_loop_add_reader(loop, b[0], order_reader_b, loop));
+  assert_int_equal(write(a[1], "x", 1), 1);
+  assert_int_equal(write(b[1], "y", 1), 1);
+  run_once(loop);
+  ASSERT_SOFT();
+  assert_int_equal(order_n, 4);
+  assert_memory_equal(order_log, "AaBc", 4);
+  assert_true(asyncio_future_done(t));
+  asyncio_task_free(t);
+  asyncio_future_free(order_fut);
+  assert_rc(asyncio_loop_remove_reader(loop, a[0]), 1);
+  assert_rc(asyncio_loop_remove_reader(loop, b[0]), 1);
+  assert_ok(asyncio_loop_close(loop));
+  for (int i = 0; i < 2; i++) close(a[i]), close(b[i]);
+}
+
 /* add_reader() on an fd that has a reader replaces it (selector modify): only the new one runs. */
 TEST(loop_add_reader_replaces) {
   reset();

@@ -613,13 +613,18 @@ static int bytes_waiter(void *arg) {
   return x->n < 0 ? (int)x->n : 0;
 }
 
+static int exact_waiter(void *arg) {
+  waiter_ctx_t *x = arg;
+  x->started = 1;
+  x->n = asyncio_stream_readexactly(x->r, x->copy, 10);
+  return x->n < 0 ? (int)x->n : 0;
+}
+
 /*
- * The reader is woken by data that went straight into its buffer, and a
- * cancellation lands before it runs (the timer comes after the I/O
- * callback in the same iteration): the cancellation wins, as with a
- * future, and the bytes it had been given are put back.  Should the data
- * arrive a poll later instead, the reader is cancelled while still
- * waiting: the same outcome.
+ * The reader is woken (connection_lost, scheduled by abort, runs from the
+ * ready queue) and a cancellation lands before it runs (the callback
+ * queued next): the cancellation wins, as with a future, and the bytes
+ * readexactly had been waiting to complete are still there.
  */
 static int cancel_after_wakeup_main(void *arg) {
   (void)arg;
@@ -627,19 +632,22 @@ static int cancel_after_wakeup_main(void *arg) {
   writer_t *w;
   int raw;
   CHECK_RC(pair_open(0, &r, &w, &raw), 0);
+  raw_write(raw, "abc");
+  WAIT_UNTIL(asyncio_stream_buffered(r) == 3);
   waiter_ctx_t a = {r, 0, {0}, 0};
   asyncio_task_t *t = NULL;
-  CHECK_RC(asyncio_create_task(&t, bytes_waiter, &a, NULL), 0);
+  CHECK_RC(asyncio_create_task(&t, exact_waiter, &a, NULL), 0);
   WAIT_UNTIL(a.started);
   CHECK_RC(asyncio_sleep(0), 0);
-  raw_write(raw, "abc");
-  CHECK_RC(asyncio_loop_call_later(asyncio_get_running_loop(), 0, cancel_cb, t, NULL), 0);
+  CHECK_RC(asyncio_transport_abort(asyncio_stream_transport(w)), 0);
+  CHECK_RC(asyncio_loop_call_soon(asyncio_get_running_loop(), cancel_cb, t, NULL), 0);
   CHECK_RC(asyncio_await(t, NULL), -ECANCELED);
   CHECK(a.n == -ECANCELED);
   asyncio_task_free(t);
-  WAIT_UNTIL(asyncio_stream_buffered(r) == 3);
+  CHECK(asyncio_stream_buffered(r) == 3);
   char buf[8];
   CHECK(asyncio_stream_read(r, buf, sizeof buf) == 3 && memcmp(buf, "abc", 3) == 0);
+  CHECK(asyncio_stream_read(r, buf, sizeof buf) == 0);
   pair_close(r, w, raw);
   return 0;
 }
