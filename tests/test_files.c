@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -463,6 +464,82 @@ static int close_after_shutdown_main(void *arg) {
 TEST(close_without_executor) {
   assert_ok(asyncio_run(close_after_shutdown_main, NULL, &plain_run));
   ASSERT_SOFT();
+}
+
+/*
+ * Loop close after a worker delivered a read's outcome but before the task
+ * that waits for it resumed: the task is destroyed without resuming, so
+ * close must free the request the job carried.  The window is built, not
+ * raced: a one-worker executor runs the read (A), then a job (B) that
+ * queues loop.stop through call_soon_threadsafe; meanwhile a callback holds
+ * the loop thread until B has run.  The next iteration then takes A's
+ * delivery and the stop in one batch, and the task's wake-up is left
+ * queued when run_forever returns.  The harness's allocation count is the
+ * assertion.
+ */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_open;
+static int gate_fd;
+static int gate_resumed;
+
+static int gate_reader(void *arg) {
+  (void)arg;
+  char buf[8];
+  (void)asyncio_file_pread(gate_fd, buf, sizeof buf, 0);
+  gate_resumed = 1;
+  return 0;
+}
+
+static void gate_stop(void *arg) { asyncio_loop_stop(arg); }
+
+static int gate_poster(void *arg, void **value) {
+  (void)value;
+  asyncio_loop_call_soon_threadsafe(arg, gate_stop, arg);
+  pthread_mutex_lock(&gate_mu);
+  gate_open = 1;
+  pthread_cond_signal(&gate_cv);
+  pthread_mutex_unlock(&gate_mu);
+  return 0;
+}
+
+static asyncio_future_t *gate_job;
+
+static void gate_hold(void *arg) {
+  CHECK_RC(asyncio_loop_run_in_executor(arg, NULL, gate_poster, arg, &gate_job), 0);
+  pthread_mutex_lock(&gate_mu);
+  while (!gate_open) pthread_cond_wait(&gate_cv, &gate_mu);
+  pthread_mutex_unlock(&gate_mu);
+}
+
+TEST(close_after_delivery_before_resume) {
+  make_dir();
+  gate_open = gate_resumed = 0;
+  gate_job = NULL;
+  gate_fd = open(path_of("data"), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  assert_true(gate_fd >= 0);
+  assert_int_equal(write(gate_fd, "abc", 3), 3);
+  asyncio_loop_t *loop = NULL;
+  asyncio_loop_options_t o = {0};
+  o.clock = ASYNCIO_CLOCK_MONOTONIC;
+  o.debug = -1;
+  assert_ok(asyncio_loop_new(&loop, &o));
+  asyncio_executor_t *ex = NULL;
+  assert_ok(asyncio_executor_new(&ex, 1));
+  assert_ok(asyncio_loop_set_default_executor(loop, ex));
+  asyncio_task_t *t = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &t, gate_reader, NULL, NULL));
+  assert_ok(asyncio_loop_call_soon(loop, gate_hold, loop, NULL));
+  assert_ok(asyncio_loop_run_forever(loop));
+  ASSERT_SOFT();
+  assert_false(gate_resumed);
+  assert_false(asyncio_future_done(t));
+  assert_ok(asyncio_loop_close(loop));
+  asyncio_task_free(t);
+  if (gate_job) asyncio_future_free(gate_job);
+  assert_ok(asyncio_executor_free(ex));
+  close(gate_fd);
+  remove_dir();
 }
 
 static int alloc_fail_main(void *arg) {
