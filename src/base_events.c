@@ -788,7 +788,8 @@ static void run_ready(asyncio_loop_t *loop) {
        * batch.  Bounded by the events of one poll, so I/O is not starved;
        * what those callbacks and tasks schedule in turn waits for the next
        * iteration, as in CPython.  Which events one poll returns is timing,
-       * so no program can rely on the order this changes.
+       * so no program can rely on the order this changes.  Debug mode,
+       * which times every handle on its own, keeps CPython's order.
        */
       asyncio__handle_t *tail = loop->ready_tail;
       size_t before = loop->ready_count;
