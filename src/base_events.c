@@ -11,8 +11,8 @@
  *      without waiting and, if nothing happened, jump time to that timer;
  *   4. move every due timer to the ready queue;
  *   5. run exactly the callbacks that are ready now; what they schedule runs
- *      on the next iteration, except what an I/O callback schedules: that
- *      joins this batch, and a woken task runs right after it (run_ready).
+ *      on the next iteration, except tasks an I/O callback wakes: they run
+ *      right after it (see run_ready).
  * Invariants: a handle is in at most one place (free pool, ready queue, timer
  * heap, or running); cancelled handles stay where they are and are skipped or
  * purged later; nothing here allocates once the pools are warm.
@@ -778,33 +778,36 @@ static void run_ready(asyncio_loop_t *loop) {
     }
     if (h->kind == HK_IO) {
       /*
-       * What an I/O callback schedules joins this batch instead of waiting
-       * behind one more, zero-timeout, poll.  When it is only task steps
-       * (the task that waited for this data), they run right after the
-       * callback, as its continuation: so a stream server answers each
-       * connection as soon as it has read it, as a protocol does from
-       * data_received, and the peer gets work back while we read the next
-       * connection.  Plain callbacks keep their place at the end of the
-       * batch.  Bounded by the events of one poll, so I/O is not starved;
-       * what those callbacks and tasks schedule in turn waits for the next
-       * iteration, as in CPython.  Which events one poll returns is timing,
-       * so no program can rely on the order this changes.  Debug mode,
-       * which times every handle on its own, keeps CPython's order.
+       * When an I/O callback wakes tasks (the task that waited for this
+       * data) and schedules nothing else, those steps run right after it,
+       * in this batch, as its continuation, instead of after the rest of
+       * the batch and one more, zero-timeout, poll.  So a stream server
+       * answers each connection as soon as it has read it, as a protocol
+       * does from data_received, and the peer gets work back while we read
+       * the next connection.  Bounded by the events of one poll, so I/O is
+       * not starved; what those tasks schedule waits for the next
+       * iteration, as in CPython, and so does everything when the callback
+       * also scheduled a plain callback (a signal delivery,
+       * connection_lost).  Which events one poll returns is timing, so no
+       * program can rely on the order this changes.  Debug mode, which
+       * times every handle on its own, keeps CPython's order.
        */
       asyncio__handle_t *tail = loop->ready_tail;
       size_t before = loop->ready_count;
       run_handle(loop, h);
       if (loop->ready_count > before) {
-        loop->ntodo += loop->ready_count - before;
-        asyncio__handle_t *first = tail ? tail->next : NULL;
-        bool steps = first != NULL;
+        asyncio__handle_t *first = tail ? tail->next : loop->ready_head;
+        bool steps = true;
         for (asyncio__handle_t *n = first; n && steps; n = n->next)
           steps = n->kind == HK_TASK_STEP;
         if (steps) {
-          loop->ready_tail->next = loop->ready_head;
-          loop->ready_head = first;
-          tail->next = NULL;
-          loop->ready_tail = tail;
+          if (tail) { /* move them ahead of what waits for the next iteration */
+            loop->ready_tail->next = loop->ready_head;
+            loop->ready_head = first;
+            tail->next = NULL;
+            loop->ready_tail = tail;
+          }
+          loop->ntodo += loop->ready_count - before;
         }
       }
       continue;

@@ -1034,6 +1034,16 @@ static void order_plain(void *arg) {
   order_put('c');
 }
 
+static void order_later(void *arg) {
+  (void)arg;
+  order_put('y');
+}
+
+static void order_first(void *arg) {
+  order_put('X');
+  CHECK_RC(asyncio_loop_call_soon(arg, order_later, NULL, NULL), 0);
+}
+
 static void order_reader_a(int fd, void *arg) {
   char buf[4];
   (void)arg;
@@ -1050,10 +1060,11 @@ static void order_reader_b(int fd, void *arg) {
 }
 
 /*
- * One poll reports two readers.  The task the first one wakes runs right
- * after it, before the second reader (its continuation); the plain
- * callback the second one schedules runs at the end of the same batch.
- * CPython would run both in the next iteration ("ABac"); here "AaBc".
+ * One poll reports two readers; a plain callback X ran first in the same
+ * batch.  The task the first reader wakes runs right after it, before the
+ * second reader (its continuation), and ahead of X's call_soon, which waits
+ * for the next iteration like the plain callback the second reader
+ * schedules.  CPython: "XAB" then "yac"; here "XAaB" then "yc".
  */
 TEST(loop_io_wakeup_runs_after_its_callback) {
   reset();
@@ -1070,11 +1081,15 @@ TEST(loop_io_wakeup_runs_after_its_callback) {
   assert_ok(asyncio_loop_add_reader(loop, b[0], order_reader_b, loop));
   assert_int_equal(write(a[1], "x", 1), 1);
   assert_int_equal(write(b[1], "y", 1), 1);
+  assert_ok(asyncio_loop_call_soon(loop, order_first, loop, NULL));
   run_once(loop);
   ASSERT_SOFT();
   assert_int_equal(order_n, 4);
-  assert_memory_equal(order_log, "AaBc", 4);
+  assert_memory_equal(order_log, "XAaB", 4);
   assert_true(asyncio_future_done(t));
+  run_once(loop);
+  assert_int_equal(order_n, 6);
+  assert_memory_equal(order_log, "XAaByc", 6);
   asyncio_task_free(t);
   asyncio_future_free(order_fut);
   assert_rc(asyncio_loop_remove_reader(loop, a[0]), 1);
