@@ -547,6 +547,18 @@ static int line_waiter(void *arg) {
   return x->n < 0 ? (int)x->n : 0;
 }
 
+/* Starts fn(x) as a task (named `name` unless NULL) and lets it reach its wait. */
+static int start_waiter(asyncio_coro_fn fn, waiter_ctx_t *x, const char *name,
+                        asyncio_task_t **t) {
+  asyncio_task_options_t o = {0};
+  o.name = name;
+  *t = NULL;
+  int rc = asyncio_create_task(t, fn, x, &o);
+  if (rc) return rc;
+  WAIT_UNTIL(x->started);
+  return 0;
+}
+
 static int second_reader_main(void *arg) {
   (void)arg;
   reader_t *r;
@@ -554,9 +566,8 @@ static int second_reader_main(void *arg) {
   int raw;
   CHECK_RC(pair_open(0, &r, &w, &raw), 0);
   waiter_ctx_t a = {r, 0, {0}, 0};
-  asyncio_task_t *t = NULL;
-  CHECK_RC(asyncio_create_task(&t, line_waiter, &a, NULL), 0);
-  WAIT_UNTIL(a.started);
+  asyncio_task_t *t;
+  CHECK_RC(start_waiter(line_waiter, &a, NULL, &t), 0);
   CHECK_RC(asyncio_sleep(0), 0);
   const char *l;
   char buf[4];
@@ -584,9 +595,9 @@ static int cancel_main(void *arg) {
   CHECK_RC(pair_open(0, &r, &w, &raw), 0);
   raw_write(raw, "par");
   waiter_ctx_t a = {r, 0, {0}, 0};
-  asyncio_task_t *t = NULL;
-  CHECK_RC(asyncio_create_task(&t, line_waiter, &a, NULL), 0);
-  WAIT_UNTIL(a.started && asyncio_stream_buffered(r) == 3);
+  asyncio_task_t *t;
+  CHECK_RC(start_waiter(line_waiter, &a, NULL, &t), 0);
+  WAIT_UNTIL(asyncio_stream_buffered(r) == 3);
   CHECK_RC(asyncio_sleep(0), 0);
   CHECK(asyncio_task_cancel(t, NULL) == 1);
   CHECK_RC(asyncio_await(t, NULL), -ECANCELED);
@@ -635,9 +646,8 @@ static int cancel_after_wakeup_main(void *arg) {
   raw_write(raw, "abc");
   WAIT_UNTIL(asyncio_stream_buffered(r) == 3);
   waiter_ctx_t a = {r, 0, {0}, 0};
-  asyncio_task_t *t = NULL;
-  CHECK_RC(asyncio_create_task(&t, exact_waiter, &a, NULL), 0);
-  WAIT_UNTIL(a.started);
+  asyncio_task_t *t;
+  CHECK_RC(start_waiter(exact_waiter, &a, NULL, &t), 0);
   CHECK_RC(asyncio_sleep(0), 0);
   CHECK_RC(asyncio_transport_abort(asyncio_stream_transport(w)), 0);
   CHECK_RC(asyncio_loop_call_soon(asyncio_get_running_loop(), cancel_cb, t, NULL), 0);
@@ -665,11 +675,8 @@ static int print_waiting_main(void *arg) {
   int raw;
   CHECK_RC(pair_open(0, &r, &w, &raw), 0);
   waiter_ctx_t a = {r, 0, {0}, 0};
-  asyncio_task_t *t = NULL;
-  asyncio_task_options_t o = {0};
-  o.name = "slow-reader";
-  CHECK_RC(asyncio_create_task(&t, bytes_waiter, &a, &o), 0);
-  WAIT_UNTIL(a.started);
+  asyncio_task_t *t;
+  CHECK_RC(start_waiter(bytes_waiter, &a, "slow-reader", &t), 0);
   char *text = NULL;
   size_t size = 0;
   FILE *out = open_memstream(&text, &size);
