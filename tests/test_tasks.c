@@ -11,6 +11,7 @@
  * and the test body asserts it after the loop returns.
  */
 #include "harness.h"
+#include "../src/coro/coro.h" /* slab stacks and their canary: asyncio__stack_set_guarded_budget */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1093,35 +1094,64 @@ static int overflow_task(void *arg) {
   return recurse_forever(0);
 }
 
+/* Runs on a slab stack (no guard page) without harming it. */
+static int calm_task(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 3; i++)
+    if (asyncio_sleep(0) < 0) return -1;
+  return 5;
+}
+
+/* What a deep recursion does on a stack without a guard page: it reaches
+ * the stack's lowest bytes (the canary); the next suspension must notice. */
+static int canary_task(void *arg) {
+  (void)arg;
+  ((volatile char *)asyncio__current_stack->lo)[8] = 1;
+  asyncio_sleep(0);
+  return 0;
+}
+
 /*
- * The child side of task_stack_overflow_reported.  It runs from a constructor
- * of a freshly exec'd test binary, before cmocka's main() replaces the
- * SIGSEGV handlers (cmocka's handler, or a forked cmocka process, would hide
- * both our report and AddressSanitizer's).
+ * The child side of the overflow tests.  It runs from a constructor of a
+ * freshly exec'd test binary, before cmocka's main() replaces the SIGSEGV
+ * handlers (cmocka's handler, or a forked cmocka process, would hide both
+ * our report and AddressSanitizer's).  "1": recursion into a guard page;
+ * "canary": no stack gets a guard page, and a task damages its canary.
  */
 __attribute__((constructor)) static void overflow_child_entry(void) {
   const char *e = getenv("ASYNCIO_TEST_OVERFLOW_CHILD");
-  if (!e || strcmp(e, "1") != 0) return;
+  if (!e) return;
+  int canary = strcmp(e, "canary") == 0;
+  if (!canary && strcmp(e, "1") != 0) return;
+  if (canary) asyncio__stack_set_guarded_budget(0);
   asyncio_loop_t *loop = NULL;
   asyncio_loop_options_t o = {0};
   o.clock = ASYNCIO_CLOCK_VIRTUAL;
   o.debug = -1;
   if (asyncio_loop_new(&loop, &o) != 0) _exit(3);
   asyncio_task_options_t to = {0};
-  to.name = "overflowing-task-7";
-  to.stack_size = 64 * 1024;
   asyncio_task_t *t;
-  if (asyncio_loop_create_task(loop, &t, overflow_task, NULL, &to) != 0) _exit(4);
+  if (canary) {
+    /* An intact canary passes every check. */
+    if (asyncio_loop_create_task(loop, &t, calm_task, NULL, NULL) != 0) _exit(4);
+    if (asyncio_loop_run_until_complete(loop, t, NULL) != 5) _exit(5);
+    to.name = "canary-task-9";
+    if (asyncio_loop_create_task(loop, &t, canary_task, NULL, &to) != 0) _exit(4);
+  } else {
+    to.name = "overflowing-task-7";
+    to.stack_size = 64 * 1024;
+    if (asyncio_loop_create_task(loop, &t, overflow_task, NULL, &to) != 0) _exit(4);
+  }
   asyncio_loop_run_until_complete(loop, t, NULL);
   _exit(0); /* survived: the test fails */
 }
 
 /*
- * A stack overflow is caught by the guard page and reported naming the task
- * (Python's RecursionError names the frame); the process dies.  Under
- * AddressSanitizer ASan's own "stack-overflow" report is accepted instead.
+ * Runs this test binary again with ASYNCIO_TEST_OVERFLOW_CHILD=mode and
+ * returns what it wrote to stderr (malloc'd), its wait status in *status;
+ * NULL when the binary cannot be re-exec'd (qemu-user without binfmt_misc).
  */
-TEST(task_stack_overflow_reported) {
+static char *run_overflow_child(const char *mode, int *status) {
   int p[2];
   assert_int_equal(pipe2(p, O_CLOEXEC), 0);
   fflush(NULL);
@@ -1131,7 +1161,7 @@ TEST(task_stack_overflow_reported) {
     struct rlimit rl = {0, 0};
     setrlimit(RLIMIT_CORE, &rl);
     dup2(p[1], 2);
-    setenv("ASYNCIO_TEST_OVERFLOW_CHILD", "1", 1);
+    setenv("ASYNCIO_TEST_OVERFLOW_CHILD", mode, 1);
     execl("/proc/self/exe", "test_tasks", (char *)NULL);
     _exit(127);
   }
@@ -1146,13 +1176,24 @@ TEST(task_stack_overflow_reported) {
   }
   buf[len] = 0;
   close(p[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-    /* qemu-user without binfmt_misc cannot re-exec the test binary */
+  *status = 0;
+  waitpid(pid, status, 0);
+  if (WIFEXITED(*status) && WEXITSTATUS(*status) == 127) {
     free(buf);
-    skip();
+    return NULL;
   }
+  return buf;
+}
+
+/*
+ * A stack overflow is caught by the guard page and reported naming the task
+ * (Python's RecursionError names the frame); the process dies.  Under
+ * AddressSanitizer ASan's own "stack-overflow" report is accepted instead.
+ */
+TEST(task_stack_overflow_reported) {
+  int status;
+  char *buf = run_overflow_child("1", &status);
+  if (!buf) skip();
   int survived = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   int not_started = WIFEXITED(status) && (WEXITSTATUS(status) == 3 || WEXITSTATUS(status) == 4);
   int named = strstr(buf, "overflowing-task-7") != NULL || strstr(buf, "stack-overflow") != NULL;
@@ -1160,6 +1201,24 @@ TEST(task_stack_overflow_reported) {
   free(buf);
   assert_false(survived);
   assert_false(not_started);
+  assert_true(named);
+}
+
+/*
+ * Past the guard-page budget stacks have no guard page; a task that
+ * reaches the bottom of one is caught by the canary check at its next
+ * suspension, reported by name, and the process aborts.  A task that
+ * leaves its canary alone runs on such a stack undisturbed.
+ */
+TEST(task_canary_overflow_reported) {
+  int status;
+  char *buf = run_overflow_child("canary", &status);
+  if (!buf) skip();
+  int aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+  int named = strstr(buf, "stack overflow in task 'canary-task-9'") != NULL;
+  if (!named || !aborted) fprintf(stderr, "child status %#x, stderr:\n%s\n", status, buf);
+  free(buf);
+  assert_true(aborted);
   assert_true(named);
 }
 

@@ -126,6 +126,13 @@ void asyncio__stack_put(asyncio__stack_pool_t *pool, asyncio__stack_t *s, size_t
 void asyncio__stack_pool_drain(asyncio__stack_pool_t *pool);
 /* 0 if the canary at the bottom of the stack is intact. */
 int asyncio__stack_check(const asyncio__stack_t *s);
+/*
+ * Sets how many stacks the process may give guard pages (normally a
+ * quarter of vm.max_map_count); stacks past it come from slabs with a
+ * canary.  For tests of that path, which otherwise needs ~16,000 live
+ * stacks: call before the first stack is made.
+ */
+void asyncio__stack_set_guarded_budget(long n);
 /* True if addr is in the guard page (or canary area) of s. */
 int asyncio__stack_guard_hit(const asyncio__stack_t *s, const void *addr);
 /* Installs the SIGSEGV reporter for guard-page hits (once per process). */

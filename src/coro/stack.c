@@ -234,6 +234,11 @@ void asyncio__stack_pool_drain(asyncio__stack_pool_t *pool) {
   }
 }
 
+void asyncio__stack_set_guarded_budget(long n) {
+  init_limits();
+  guarded_budget = n;
+}
+
 int asyncio__stack_check(const asyncio__stack_t *s) {
   const uint64_t *w = (const uint64_t *)s->lo;
   uint64_t acc = 0;
