@@ -163,9 +163,8 @@ int asyncio_sleep(double delay);
  * tree (asyncio.print_call_graph and `python -m asyncio pstree`, 3.14, at task
  * granularity): each root, a task no other task waits on, with its state
  * (running, scheduled, ready, sleeping until t=..., awaiting what, waiting
- * for stream data), and below
- * it the tasks it waits on: the task it awaits, or the children of the gather
- * it awaits; and so on down.  A task waited on by several is printed once and
+ * for stream data), and below it the tasks it waits on: the task it awaits,
+ * or the children of the gather it awaits; and so on down.  A task waited on by several is printed once and
  * mentioned "(shown above)" after that.  Returns the number of pending tasks,
  * ASYNCIO_ENOLOOP, -ENOMEM.
  */
