@@ -327,14 +327,14 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   /* Transports and servers still open are closed silently, before their watches go. */
   if (loop->net) asyncio__selector_events_close(loop);
   for (int fd = 0; fd < loop->nwatches; fd++)
-    if (loop->watches[fd]) asyncio__free(loop->watches[fd], sizeof(asyncio__watch_t));
+    if (loop->watches[fd]) asyncio__free_line(loop->watches[fd], sizeof(asyncio__watch_t));
   asyncio__free(loop->watches, (size_t)loop->nwatches * sizeof *loop->watches);
   loop->watches = NULL;
   loop->nwatches = 0;
   while (loop->task_free) {
     asyncio__task_t *t = loop->task_free;
     loop->task_free = t->next;
-    asyncio__free(t, sizeof *t);
+    asyncio__free_line(t, sizeof *t);
   }
   loop->ntask_free = 0;
   asyncio__stack_pool_drain(&loop->stacks);
@@ -529,7 +529,7 @@ static int watch_get(asyncio_loop_t *loop, int fd, asyncio__watch_t **out) {
   if (!w) {
     /* Allocated once per descriptor number and kept: the embedded handles
      * may sit in the ready queue, so the watch must never move. */
-    w = asyncio__calloc(sizeof *w);
+    w = asyncio__calloc_line(sizeof *w);
     if (!w) return -ENOMEM;
     w->fd = fd;
     w->reader.kind = w->writer.kind = HK_IO;

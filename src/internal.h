@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +33,10 @@ void *asyncio__alloc(size_t n);
 void *asyncio__calloc(size_t n);
 void *asyncio__realloc(void *p, size_t old, size_t n);
 void asyncio__free(void *p, size_t n);
+/* As alloc / calloc / free, for an object that starts on a 64-byte line. */
+void *asyncio__alloc_line(size_t n);
+void *asyncio__calloc_line(size_t n);
+void asyncio__free_line(void *p, size_t n);
 char *asyncio__strdup(const char *s); /* NULL in, NULL out */
 void asyncio__strfree(char *s);
 
@@ -54,7 +59,13 @@ enum {
 
 typedef struct asyncio__handle asyncio__handle_t;
 struct asyncio__handle {
+  /* Running a handle reads the first 40 bytes only; timers use the rest. */
   asyncio__handle_t *next; /* ready queue / free list */
+  uint8_t state;
+  uint8_t kind;
+  uint8_t cancelled;
+  uint8_t pooled;    /* returns to the pool after running */
+  uint32_t heap_idx;
   union {
     asyncio_callback_fn fn;
     asyncio_done_fn done_fn;
@@ -66,21 +77,19 @@ struct asyncio__handle {
   uint64_t cancel_hist; /* bit i: generation gen-1-i of this slot was cancelled */
   double when;       /* timers */
   uint64_t seq;      /* timer tie-break: scheduling order */
-  uint32_t heap_idx;
-  uint8_t state;
-  uint8_t kind;
-  uint8_t cancelled;
-  uint8_t pooled;    /* returns to the pool after running */
 };
 
 /* ---- I/O watchers -------------------------------------------------------- */
 
 typedef struct asyncio__watch {
-  asyncio__handle_t reader, writer; /* embedded, HK_IO */
-  asyncio_io_fn rfn, wfn;
-  void *rarg, *warg;
+  /* A read event touches fd to rarg and the reader's first 40 bytes. */
   int fd;
   uint32_t registered; /* ASYNCIO__EV_* mask the backend knows */
+  asyncio_io_fn rfn;
+  void *rarg;
+  asyncio__handle_t reader, writer; /* embedded, HK_IO */
+  asyncio_io_fn wfn;
+  void *warg;
 } asyncio__watch_t;
 
 /* ---- futures and tasks ---------------------------------------------------- */
@@ -103,34 +112,35 @@ typedef struct asyncio__future_vt {
 } asyncio__future_vt_t;
 
 struct asyncio_future {
+  void *value;
+  char *msg;              /* error or cancel message, owned */
+  asyncio__cb_t cb0;      /* the first callback needs no allocation */
+  asyncio__cb_t *cbs;     /* the others */
+  const asyncio__future_vt_t *vt; /* NULL for plain futures and tasks */
+  uint32_t ncbs, capcbs;
+  uint32_t task_waiters;  /* tasks suspended in asyncio_await on this future */
+  int code;               /* outcome: >= 0 result, < 0 error, -ECANCELED cancelled */
+  /* Last, so that in a task they share a cache line with the task's own
+   * hot fields (asyncio__task_t). */
   uint32_t refcnt;
   uint8_t state;
   uint8_t is_task;
   uint8_t retrieved;      /* result/exception looked at: no "never retrieved" report */
   uint8_t cb0_used;
-  int code;               /* outcome: >= 0 result, < 0 error, -ECANCELED cancelled */
-  void *value;
-  char *msg;              /* error or cancel message, owned */
   asyncio_loop_t *loop;
-  asyncio__cb_t cb0;      /* the first callback needs no allocation */
-  asyncio__cb_t *cbs;     /* the others */
-  uint32_t ncbs, capcbs;
-  uint32_t task_waiters;  /* tasks suspended in asyncio_await on this future */
-  const asyncio__future_vt_t *vt; /* NULL for plain futures and tasks */
 };
 
 typedef struct asyncio__task {
   struct asyncio_future f;
-  /* Set in full by create_task (a recycled object keeps stale values). */
-  asyncio_coro_fn fn;
-  void *arg;
+  /*
+   * Set in full by create_task (a recycled object keeps stale values).
+   * A wake-up and a step touch f's last 16 bytes and the fields from ctx
+   * to step's first 40 bytes: two cache lines, as the object starts on one
+   * (asyncio__alloc_line).  With a thousand tasks waiting on sockets each
+   * line they take is a miss per message.
+   */
   asyncio__coro_t ctx;
   asyncio__coro_t *resumer;     /* where a suspension returns to */
-  asyncio__stack_t *stack;      /* NULL before the first step: reserved in the pool */
-  uint64_t id;                  /* the N of Task-N */
-  struct asyncio__task *prev, *next; /* the loop's list of pending tasks */
-  char *name;                   /* NULL until named or asked for */
-  asyncio__handle_t step;       /* embedded: resumes this task */
   /*
    * The context the task runs in, set when it starts: its own (ctx, stack),
    * or while an async generator body runs on its behalf, that body's
@@ -138,16 +148,7 @@ typedef struct asyncio__task {
    */
   asyncio__coro_t *cur_ctx;
   asyncio__stack_t *cur_stack;
-  /*
-   * From here to the end: zeroed by create_task (one memset).  A new field
-   * that starts at zero for a new task belongs here.
-   */
-  void *result_value;
-  asyncio_future_t *fut_waiter; /* the future being awaited (a reference), or NULL */
-  asyncio_handle_t timer_waiter;/* the sleep timer, or none */
   const char *parked;           /* in asyncio__task_park: what it waits for */
-  char *cancel_msg;
-  int num_cancels_requested;
   int wake_rc;
   uint8_t must_cancel;
   uint8_t started;
@@ -155,9 +156,41 @@ typedef struct asyncio__task {
   uint8_t detached;
   uint8_t eager;
   uint8_t unguarded; /* cur_stack has no guard page: check its canary at each switch */
+  asyncio__handle_t step;       /* embedded: resumes this task */
+  asyncio_coro_fn fn;
+  void *arg;
+  asyncio__stack_t *stack;      /* NULL before the first step: reserved in the pool */
+  uint64_t id;                  /* the N of Task-N */
+  struct asyncio__task *prev, *next; /* the loop's list of pending tasks */
+  char *name;                   /* NULL until named or asked for */
+  /*
+   * From here to the end: zeroed by create_task (one memset).  A new field
+   * that starts at zero for a new task belongs here.
+   */
+  void *result_value;
+  asyncio_future_t *fut_waiter; /* the future being awaited (a reference), or NULL */
+  asyncio_handle_t timer_waiter;/* the sleep timer, or none */
+  char *cancel_msg;
+  int num_cancels_requested;
 } asyncio__task_t;
 
 #define TASK(fut) ((asyncio__task_t *)(fut))
+
+/*
+ * The hot-field layouts above, checked where they are laid out for (64-bit,
+ * the context a bare stack pointer): a field added in the wrong place
+ * fails the build instead of quietly costing a cache miss per message.
+ */
+#define ASYNCIO__HANDLE_HOT (offsetof(asyncio__handle_t, loop)) /* what running one reads */
+#if UINTPTR_MAX == 0xffffffffffffffffu && !defined(ASYNCIO__CORO_SAN) && \
+    !defined(ASYNCIO_CORO_UCONTEXT)
+_Static_assert(ASYNCIO__HANDLE_HOT == 40, "asyncio__handle_t: hot fields first");
+_Static_assert(offsetof(asyncio__watch_t, reader) + ASYNCIO__HANDLE_HOT <= 64,
+               "asyncio__watch_t: a read event takes one cache line");
+_Static_assert(offsetof(asyncio__task_t, f.refcnt) >= 64 &&
+                   offsetof(asyncio__task_t, step) + ASYNCIO__HANDLE_HOT <= 192,
+               "asyncio__task_t: a wake-up and a step take two cache lines");
+#endif
 #define TASK_FREE_MAX 16384
 
 /* ---- the loop ------------------------------------------------------------- */

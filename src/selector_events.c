@@ -62,7 +62,8 @@ typedef struct dgram {
 } dgram_t;
 
 struct asyncio_transport {
-  asyncio__res_t res;
+  /* A read, and a write that goes straight out, touch the first 64 bytes
+   * only (the object starts on a line: asyncio__alloc_line). */
   asyncio_loop_t *loop;
   const asyncio_protocol_t *proto;
   void *inst;
@@ -80,21 +81,27 @@ struct asyncio_transport {
   uint8_t pipe_watch;    /* write pipe: watch for the reader going away (FIFO, socket) */
   uint32_t conn_lost;    /* connection_lost scheduled (+ ignored writes after) */
   int holds;
-  int lost_error;
-  size_t high, low;
+  asyncio__sf_ctl_t *sf; /* loop.sendfile in progress (on its task's stack), or NULL */
   /* stream write buffer */
   wchunk_t *whead, *wtail, *wspare;
+  size_t wsize;          /* bytes buffered (datagrams: + DGRAM_HEADER each) */
+  int lost_error;
+  size_t high, low;
   /* datagram queue */
   dgram_t *dhead, *dtail;
-  size_t wsize;          /* bytes buffered (datagrams: + DGRAM_HEADER each) */
-  struct sockaddr_storage sockname, peername;
-  socklen_t socklen, peerlen;
+  asyncio__res_t res;
   asyncio__handle_t *h_start, *h_lost; /* reserved; NULL once queued */
   asyncio_future_t *waiter;
-  asyncio__sf_ctl_t *sf; /* loop.sendfile in progress (on its task's stack), or NULL */
   asyncio_server_t *server;
   asyncio_transport_t *snext, *sprev; /* the server's client list */
+  struct sockaddr_storage sockname, peername;
+  socklen_t socklen, peerlen;
 };
+
+#if UINTPTR_MAX == 0xffffffffffffffffu
+_Static_assert(offsetof(asyncio_transport_t, whead) + sizeof(void *) <= 64,
+               "asyncio_transport_t: a read and a direct write take one cache line");
+#endif
 
 /* Every mutating call: a live transport, from the loop's thread. */
 static inline int check_t(const asyncio_transport_t *t) {
@@ -301,7 +308,7 @@ static void transport_free(asyncio_transport_t *t) {
   wbuf_clear(t);
   if (t->wspare) chunk_free(t->wspare);
   t->wspare = NULL;
-  asyncio__free(t, sizeof *t);
+  asyncio__free_line(t, sizeof *t);
 }
 
 /* The last step of every transport: runs from the ready queue. */
@@ -457,7 +464,7 @@ static void transport_start(void *arg) {
 }
 
 static void transport_destroy(asyncio__res_t *r) {
-  asyncio_transport_t *t = (asyncio_transport_t *)r;
+  asyncio_transport_t *t = (asyncio_transport_t *)((char *)r - offsetof(asyncio_transport_t, res));
   asyncio__res_unlink(t->loop, r);
   /* Reserved handles that were never queued go back to the pool; queued
    * ones were released when close dropped the ready queue. */
@@ -482,13 +489,13 @@ int asyncio__transport_new(asyncio_loop_t *loop, int fd, int kind,
   asyncio__net_t *net;
   int rc = asyncio__net_get(loop, &net);
   if (rc) return rc;
-  asyncio_transport_t *t = asyncio__calloc(sizeof *t);
+  asyncio_transport_t *t = asyncio__calloc_line(sizeof *t);
   if (!t) return -ENOMEM;
   t->h_start = asyncio__handle_new(loop);
   t->h_lost = t->h_start ? asyncio__handle_new(loop) : NULL;
   if (!t->h_lost) {
     if (t->h_start) asyncio__handle_release(loop, t->h_start);
-    asyncio__free(t, sizeof *t);
+    asyncio__free_line(t, sizeof *t);
     return -ENOMEM;
   }
   t->loop = loop;
@@ -526,7 +533,7 @@ int asyncio__transport_new(asyncio_loop_t *loop, int fd, int kind,
   if (rc < 0) {
     asyncio__handle_release(loop, t->h_start);
     asyncio__handle_release(loop, t->h_lost);
-    asyncio__free(t, sizeof *t);
+    asyncio__free_line(t, sizeof *t);
     return rc;
   }
   set_proto(t, p, inst);

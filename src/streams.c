@@ -65,27 +65,13 @@ struct asyncio_stream_writer {
 };
 
 typedef struct stream {
-  asyncio__res_t res;
+  /* A read and a write touch the fields up to `lost_err`: two cache lines
+   * (the object starts on one: asyncio__alloc_line).  What a failing call
+   * leaves behind comes after, looked at only when `residue` says so. */
   asyncio_loop_t *loop;
   asyncio_transport_t *t; /* NULL once connection_lost ran */
   struct asyncio_stream_reader r;
   struct asyncio_stream_writer w;
-  size_t limit;
-  /* the reader's buffer */
-  char *buf;
-  size_t cap, start, end;
-  char *retired; /* a buffer replaced while borrowed from */
-  size_t retired_cap;
-  size_t want; /* wake the reader once this much is buffered */
-  /* direct mode: the waiting reader's destination */
-  char *dptr;
-  size_t dlen, dgot, dneed;
-  asyncio__task_t *rw; /* the task waiting in a reader call (parked), or NULL */
-  int exc;               /* the connection's error (StreamReader._exception) */
-  int lost_err;
-  /* results of the last failing call */
-  const char *partial;
-  size_t partial_len, consumed;
   uint8_t eof;        /* feed_eof */
   uint8_t paused;     /* we paused the transport's reading */
   uint8_t borrowed;   /* bytes before start are lent out */
@@ -98,7 +84,25 @@ typedef struct stream {
   uint8_t orphan;  /* the loop was closed under us */
   uint8_t handler_owned; /* start_server's: freed when the handler returns */
   uint8_t task_ref;      /* the handler task still runs */
+  uint8_t residue; /* partial, partial_len, consumed or retired may be set */
+  asyncio__task_t *rw; /* the task waiting in a reader call (parked), or NULL */
+  /* the reader's buffer */
+  char *buf;
+  size_t cap, start, end;
+  /* direct mode: the waiting reader's destination */
+  char *dptr;
+  size_t dlen, dgot, dneed;
+  size_t want; /* wake the reader once this much is buffered */
+  int exc;               /* the connection's error (StreamReader._exception) */
+  int lost_err;
+  size_t limit;
+  /* results of the last failing call */
+  const char *partial;
+  size_t partial_len, consumed;
+  char *retired; /* a buffer replaced while borrowed from */
+  size_t retired_cap;
   uint32_t wbusy;        /* tasks in drain / wait_closed */
+  asyncio__res_t res;
   asyncio__waitq_t drainq, closeq;
   asyncio_stream_handler_fn handler;
   void *harg;
@@ -107,6 +111,11 @@ typedef struct stream {
   void (*on_lost)(void *arg, int error); /* subprocess.c's pipe hook, or NULL */
   void *lost_arg;
 } stream_t;
+
+#if UINTPTR_MAX == 0xffffffffffffffffu
+_Static_assert(offsetof(stream_t, lost_err) + sizeof(int) <= 128,
+               "stream_t: a read and a write take two cache lines");
+#endif
 
 #define R2S(p) ((stream_t *)((char *)(p) - offsetof(stream_t, r)))
 #define W2S(p) ((stream_t *)((char *)(p) - offsetof(stream_t, w)))
@@ -126,7 +135,7 @@ static void buffers_free(stream_t *s) {
 static void stream_free(stream_t *s) {
   if (!s->orphan) asyncio__res_unlink(s->loop, &s->res);
   buffers_free(s);
-  asyncio__free(s, sizeof *s);
+  asyncio__free_line(s, sizeof *s);
 }
 
 static void maybe_free(stream_t *s) {
@@ -135,7 +144,7 @@ static void maybe_free(stream_t *s) {
 
 /* At loop close: the transport and any handler task are already gone. */
 static void stream_destroy(asyncio__res_t *r) {
-  stream_t *s = (stream_t *)r;
+  stream_t *s = (stream_t *)((char *)r - offsetof(stream_t, res));
   asyncio__res_unlink(s->loop, r);
   s->orphan = 1;
   s->t = NULL;
@@ -154,7 +163,7 @@ static void stream_destroy(asyncio__res_t *r) {
 }
 
 static stream_t *stream_new(asyncio_loop_t *loop, size_t limit) {
-  stream_t *s = asyncio__calloc(sizeof *s);
+  stream_t *s = asyncio__calloc_line(sizeof *s);
   if (!s) return NULL;
   s->loop = loop;
   s->limit = limit ? limit : ASYNCIO_STREAM_LIMIT;
@@ -210,9 +219,12 @@ static void maybe_resume(stream_t *s) {
 /* The next call on the reader: what readline / readuntil lent out is taken back. */
 static void release_borrow(stream_t *s) {
   s->borrowed = 0;
-  s->partial = NULL;
-  if (s->retired) {
-    asyncio__free(s->retired, s->retired_cap);
+  if (UNLIKELY(s->residue)) {
+    s->residue = 0;
+    s->partial = NULL;
+    s->partial_len = 0;
+    s->consumed = 0;
+    if (s->retired) asyncio__free(s->retired, s->retired_cap);
     s->retired = NULL;
     s->retired_cap = 0;
   }
@@ -245,6 +257,7 @@ static int make_room(stream_t *s, size_t need) {
     if (s->retired) asyncio__free(s->retired, s->retired_cap); /* cannot be lent */
     s->retired = s->buf;
     s->retired_cap = s->cap;
+    s->residue = 1;
     s->borrowed = 0; /* the lent bytes live in the retired buffer now */
     s->buf = nb;
   } else {
@@ -650,8 +663,6 @@ static int reader_enter(asyncio_stream_reader_t *r, stream_t **out) {
   if (rc) return rc;
   if (s->rw) return ASYNCIO_EINVALIDSTATE; /* "... already waiting for incoming data" */
   release_borrow(s);
-  s->partial_len = 0;
-  s->consumed = 0;
   *out = s;
   return 0;
 }
@@ -741,6 +752,7 @@ ASYNCIO_API int asyncio_stream_readexactly(asyncio_stream_reader_t *reader, void
     if (s->eof) {
       s->partial = NULL;
       s->partial_len = got; /* IncompleteReadError.partial, in the caller's buffer */
+      s->residue = 1;
       return ASYNCIO_EINCOMPLETEREAD;
     }
     size_t more;
@@ -863,6 +875,7 @@ static ssize_t readuntil_impl(stream_t *s, const void *const *seps, const size_t
       offset = blen + 1 > maxlen ? blen + 1 - maxlen : 0;
       if (offset > s->limit) {
         s->consumed = offset; /* "Separator is not found, and chunk exceed the limit" */
+        s->residue = 1;
         return ASYNCIO_ELIMITOVERRUN;
       }
     }
@@ -870,6 +883,7 @@ static ssize_t readuntil_impl(stream_t *s, const void *const *seps, const size_t
     if (s->eof) {
       s->partial = s->buf + s->start;
       s->partial_len = blen;
+      s->residue = 1;
       s->start = s->end;
       s->borrowed = 1;
       maybe_resume(s);
@@ -881,6 +895,7 @@ static ssize_t readuntil_impl(stream_t *s, const void *const *seps, const size_t
   }
   if (mstart > s->limit) {
     s->consumed = mstart; /* "Separator is found, but chunk is longer than limit" */
+    s->residue = 1;
     return ASYNCIO_ELIMITOVERRUN;
   }
   *out = s->buf + s->start;

@@ -363,6 +363,7 @@ static int readline_limit_main(void *arg) {
   CHECK(asyncio_stream_readline(r, &l) == ASYNCIO_ELIMITOVERRUN);
   CHECK(asyncio_stream_overrun_consumed(r) == 20);
   EXPECT_LINE(r, "next\n");
+  CHECK(asyncio_stream_overrun_consumed(r) == 0); /* the next call clears it */
   /* Not found within the limit: everything looked at is dropped. */
   raw_write(raw, "0123456789012345678901234567890123456789");
   WAIT_UNTIL(asyncio_stream_buffered(r) == 40);
@@ -379,6 +380,7 @@ static int readline_limit_main(void *arg) {
   CHECK(asyncio_stream_buffered(r) == 21);
   char buf[32];
   CHECK_RC(asyncio_stream_readexactly(r, buf, 21), 0);
+  CHECK(asyncio_stream_overrun_consumed(r) == 0);
   pair_close(r, w, raw);
   return 0;
 }
@@ -416,6 +418,10 @@ static int readuntil_main(void *arg) {
   CHECK_RC(asyncio_stream_partial(r, &p, &plen), 0);
   CHECK(plen == 4 && p && memcmp(p, "tail", 4) == 0);
   CHECK(asyncio_stream_at_eof(r));
+  char one;
+  CHECK(asyncio_stream_read(r, &one, 1) == 0); /* the next call takes the partial back */
+  CHECK_RC(asyncio_stream_partial(r, &p, &plen), 0);
+  CHECK(p == NULL && plen == 0);
   /* Bad separators. */
   CHECK(asyncio_stream_readuntil(r, "", 0, &out) == -EINVAL);
   size_t zero[1] = {0};
