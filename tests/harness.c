@@ -21,19 +21,40 @@ void harness_register(const char *name, harness_test_fn fn) {
 /* Atomic: call_soon_threadsafe allocates from other threads. */
 static _Atomic long live, total, fail_at;
 
+/*
+ * Each block carries its size in a 16-byte header, so that every free and
+ * resize is checked against the hook's contract (alloc.h: `old` is the
+ * block's size), which sized allocators (arenas, pools) rely on.
+ */
+#define HDR 16
+static _Atomic long size_mismatches;
+
+static void check_size(void *ptr, size_t osize) {
+  size_t had;
+  memcpy(&had, (char *)ptr - HDR, sizeof had);
+  if (had != osize) {
+    if (size_mismatches++ == 0)
+      fprintf(stderr, "allocator: block of %zu bytes given back as %zu\n", had, osize);
+  }
+}
+
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
-  (void)osize;
+  if (ptr) check_size(ptr, osize);
   if (nsize == 0) {
-    if (ptr) live--;
-    free(ptr);
+    if (ptr) {
+      live--;
+      free((char *)ptr - HDR);
+    }
     return NULL;
   }
   total++;
   if (fail_at > 0 && --fail_at == 0) return NULL; /* tests set it single-threaded */
-  void *p = realloc(ptr, nsize);
-  if (p && !ptr) live++;
-  return p;
+  char *p = realloc(ptr ? (char *)ptr - HDR : NULL, nsize + HDR);
+  if (!p) return NULL;
+  memcpy(p, &nsize, sizeof nsize);
+  if (!ptr) live++;
+  return p + HDR;
 }
 
 long harness_live_allocs(void) { return live; }
@@ -57,7 +78,7 @@ static int fds_before;
 
 static int setup(void **state) {
   (void)state;
-  live = total = fail_at = 0;
+  live = total = fail_at = size_mismatches = 0;
   harness_soft_fail[0] = 0;
   asyncio_set_allocator(counting_alloc, NULL);
   fds_before = count_fds();
@@ -70,6 +91,10 @@ static int teardown(void **state) {
   int fds_after = count_fds();
   if (live != 0) {
     fprintf(stderr, "leak check: %ld allocation(s) still live\n", live);
+    return -1;
+  }
+  if (size_mismatches != 0) {
+    fprintf(stderr, "allocator: %ld block(s) given back with the wrong size\n", size_mismatches);
     return -1;
   }
   if (fds_after != fds_before) {
