@@ -436,6 +436,151 @@ TEST(readuntil_several_separators) {
   ASSERT_SOFT();
 }
 
+/*
+ * Random reader calls against a model.  The peer sends lines (each shorter
+ * than the limit, ended by '\n' or '|') in random pieces with yields in
+ * between, while the reader mixes read, readexactly, readline, readuntil
+ * and readuntil_any; every result must be the next bytes of what was sent,
+ * and a successful call leaves no partial or consumed count behind.  A
+ * small limit keeps the transport pausing and resuming.  Fixed seeds.
+ */
+typedef struct model {
+  uint64_t rng;
+  int raw;
+  char *data;
+  size_t len;
+} model_t;
+
+static uint32_t model_rand(model_t *m) {
+  m->rng ^= m->rng << 13;
+  m->rng ^= m->rng >> 7;
+  m->rng ^= m->rng << 17;
+  return (uint32_t)(m->rng >> 11);
+}
+
+static int model_writer(void *arg) {
+  model_t *m = arg;
+  size_t off = 0;
+  while (off < m->len) {
+    size_t k = 1 + model_rand(m) % 300;
+    if (k > m->len - off) k = m->len - off;
+    ssize_t n = write(m->raw, m->data + off, k);
+    if (n > 0) off += (size_t)n;
+    if (n < 0 && errno != EAGAIN) return -errno;
+    if (n < 0 || model_rand(m) % 4 != 0) {
+      int rc = asyncio_sleep(0);
+      if (rc < 0) return rc;
+    }
+  }
+  shutdown(m->raw, SHUT_WR);
+  return 0;
+}
+
+/* Index of the first of the separators at or after pos, or len. */
+static size_t model_next(const model_t *m, size_t pos, const char *seps) {
+  while (pos < m->len && !strchr(seps, m->data[pos])) pos++;
+  return pos;
+}
+
+static int model_main(void *arg) {
+  uint64_t seed = *(uint64_t *)arg;
+  static const size_t limits[] = {16, 64, 100};
+  model_t m = {.rng = seed * 0x9E3779B97F4A7C15u + 1};
+  size_t limit = limits[seed % 3];
+  reader_t *r;
+  writer_t *w;
+  CHECK_RC(pair_open(limit, &r, &w, &m.raw), 0);
+  fcntl(m.raw, F_SETFL, fcntl(m.raw, F_GETFL) | O_NONBLOCK);
+  size_t cap = 20000;
+  m.data = malloc(cap + limit + 1);
+  while (m.len < cap) {
+    size_t body = model_rand(&m) % (limit - 1);
+    for (size_t i = 0; i < body; i++) m.data[m.len++] = (char)('a' + model_rand(&m) % 26);
+    m.data[m.len++] = model_rand(&m) % 2 ? '\n' : '|';
+  }
+  asyncio_task_t *t = NULL;
+  CHECK_RC(asyncio_create_task(&t, model_writer, &m, NULL), 0);
+  static const char nl = '\n', bar = '|';
+  const void *seps[2] = {&nl, &bar};
+  const size_t lens[2] = {1, 1};
+  char buf[128];
+  size_t pos = 0;
+  int ops = 0;
+  while (pos < m.len && ops < 100000) {
+    ops++;
+    size_t rem = m.len - pos;
+    const char *out = NULL;
+    ssize_t n = -1;
+    size_t want = 0; /* the model's answer for the line calls */
+    int op = (int)(model_rand(&m) % 5);
+    if (op == 2 || op == 3) { /* readline / readuntil('|'): only within the limit */
+      size_t j = model_next(&m, pos, op == 2 ? "\n" : "|");
+      if (j == m.len || j - pos + 1 >= limit) op = 0;
+      want = j - pos + 1;
+    }
+    if (op == 4) want = model_next(&m, pos, "\n|") - pos + 1;
+    switch (op) {
+    case 0: {
+      size_t k = 1 + model_rand(&m) % 100;
+      n = asyncio_stream_read(r, buf, k);
+      CHECK(n >= 1 && (size_t)n <= k && (size_t)n <= rem);
+      out = buf;
+      break;
+    }
+    case 1: {
+      size_t k = model_rand(&m) % 100;
+      if (k > rem) k = rem;
+      CHECK_RC(asyncio_stream_readexactly(r, buf, k), 0);
+      n = (ssize_t)k;
+      out = buf;
+      break;
+    }
+    case 2:
+      n = asyncio_stream_readline(r, &out);
+      CHECK(n == (ssize_t)want);
+      break;
+    case 3:
+      n = asyncio_stream_readuntil(r, "|", 1, &out);
+      CHECK(n == (ssize_t)want);
+      break;
+    default:
+      n = asyncio_stream_readuntil_any(r, seps, lens, 2, &out);
+      CHECK(n == (ssize_t)want);
+      break;
+    }
+    if (n < 0 || (size_t)n > rem || !out) break;
+    CHECK(memcmp(out, m.data + pos, (size_t)n) == 0);
+    pos += (size_t)n;
+    const char *p = (const char *)1;
+    size_t plen = 1;
+    CHECK_RC(asyncio_stream_partial(r, &p, &plen), 0);
+    CHECK(p == NULL && plen == 0);
+    CHECK(asyncio_stream_overrun_consumed(r) == 0);
+    if (harness_soft_fail[0]) break;
+  }
+  CHECK(pos == m.len);
+  CHECK(asyncio_stream_read(r, buf, sizeof buf) == 0);
+  CHECK(asyncio_stream_readexactly(r, buf, 1) == ASYNCIO_EINCOMPLETEREAD);
+  const char *line = NULL;
+  CHECK(asyncio_stream_readline(r, &line) == 0);
+  const char *p = (const char *)1;
+  size_t plen = 1;
+  CHECK_RC(asyncio_stream_partial(r, &p, &plen), 0); /* readexactly's is gone */
+  CHECK(plen == 0);
+  CHECK(asyncio_stream_at_eof(r));
+  CHECK_RC(asyncio_await(t, NULL), 0);
+  asyncio_task_free(t);
+  free(m.data);
+  pair_close(r, w, m.raw);
+  return 0;
+}
+
+TEST(random_calls_match_a_model) {
+  for (uint64_t seed = 1; seed <= 24 && !harness_soft_fail[0]; seed++)
+    assert_ok(run_main(model_main, &seed));
+  ASSERT_SOFT();
+}
+
 /* The peer writes one byte at a time; the reader waits in readuntil meanwhile. */
 typedef struct bytewise {
   reader_t *r;
