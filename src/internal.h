@@ -431,6 +431,12 @@ int asyncio__sync_check(asyncio__sync_t *s);
 /* Binds to the running loop for a wait: 0, ASYNCIO_ENOTASK, -EINVAL (another loop). */
 int asyncio__sync_bind(asyncio__sync_t *s);
 void asyncio__sync_unbind(asyncio__sync_t *s);
+/* A fresh pending waiter in the caller's frame, bound to loop. */
+static inline void asyncio__waiter_init(asyncio__waiter_t *w, asyncio_loop_t *loop) {
+  memset(w, 0, sizeof *w);
+  w->f.refcnt = 1;
+  w->f.loop = loop;
+}
 void asyncio__waitq_push(asyncio__waitq_t *q, asyncio__waiter_t *w);
 void asyncio__waitq_remove(asyncio__waitq_t *q, asyncio__waiter_t *w);
 /* Suspends on w (pushed by the caller): 0 when woken, -ECANCELED. */

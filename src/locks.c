@@ -118,16 +118,9 @@ void asyncio__waiter_wake(asyncio__waiter_t *w) {
   if (w->f.state == FUT_PENDING) asyncio__future_complete(&w->f, FUT_FINISHED, 0, NULL, NULL);
 }
 
-/* A fresh pending future in the frame, bound to the object's loop. */
-static inline void waiter_init(asyncio__waiter_t *w, asyncio_loop_t *loop) {
-  memset(w, 0, sizeof *w);
-  w->f.refcnt = 1;
-  w->f.loop = loop;
-}
-
 /* Appends a waiter for the calling task and waits: 0 when woken, -ECANCELED. */
 static int wait_on(asyncio__sync_t *s, asyncio__waitq_t *q, asyncio__waiter_t *w) {
-  waiter_init(w, s->loop);
+  asyncio__waiter_init(w, s->loop);
   asyncio__waitq_push(q, w);
   int rc = asyncio__waiter_wait(s, w);
   asyncio__waitq_remove(q, w);

@@ -232,9 +232,7 @@ static void q_wakeup_next(asyncio__waitq_t *wq) {
 
 /* Waits in wq: 0 when woken, -ECANCELED.  Unlinks itself if the waker did not. */
 static int q_wait(asyncio_queue_t *q, asyncio__waitq_t *wq, asyncio__waiter_t *w) {
-  memset(w, 0, sizeof *w);
-  w->f.refcnt = 1;
-  w->f.loop = q->s.loop;
+  asyncio__waiter_init(w, q->s.loop);
   asyncio__waitq_push(wq, w);
   int rc = asyncio__waiter_wait(&q->s, w);
   asyncio__waitq_remove(wq, w);

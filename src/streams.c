@@ -174,13 +174,6 @@ static stream_t *stream_new(asyncio_loop_t *loop, size_t limit) {
   return s;
 }
 
-/* A fresh pending future in the caller's frame (locks.c's waiter_init). */
-static inline void waiter_init(asyncio__waiter_t *w, asyncio_loop_t *loop) {
-  memset(w, 0, sizeof *w);
-  w->f.refcnt = 1;
-  w->f.loop = loop;
-}
-
 /* Awaits w: 0 when woken, -ECANCELED.  The caller checked for a task. */
 static int await_waiter(asyncio__waiter_t *w) {
   int rc = asyncio_await(&w->f, NULL);
@@ -1036,7 +1029,7 @@ ASYNCIO_API int asyncio_stream_writelines(asyncio_stream_writer_t *writer, const
 /* Waits on one of the writer's queues: 0 when woken, -ECANCELED. */
 static int writer_wait(stream_t *s, asyncio__waitq_t *q) {
   asyncio__waiter_t w;
-  waiter_init(&w, s->loop);
+  asyncio__waiter_init(&w, s->loop);
   asyncio__waitq_push(q, &w);
   s->wbusy++;
   int rc = await_waiter(&w);
