@@ -334,7 +334,7 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   while (loop->task_free) {
     asyncio__task_t *t = loop->task_free;
     loop->task_free = t->next;
-    asyncio__free_line(t, sizeof *t);
+    asyncio__free(t, sizeof *t);
   }
   loop->ntask_free = 0;
   asyncio__stack_pool_drain(&loop->stacks);

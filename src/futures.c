@@ -108,7 +108,7 @@ void asyncio__future_unref(asyncio_future_t *f) {
       loop->task_free = TASK(f);
       loop->ntask_free++;
     } else {
-      asyncio__free_line(f, sizeof(asyncio__task_t));
+      asyncio__free(f, sizeof(asyncio__task_t));
     }
   } else if (f->vt) {
     f->vt->free(f);

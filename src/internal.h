@@ -135,9 +135,9 @@ typedef struct asyncio__task {
   /*
    * Set in full by create_task (a recycled object keeps stale values).
    * A wake-up and a step touch f's last 16 bytes and the fields from ctx
-   * to step's first 40 bytes: two cache lines, as the object starts on one
-   * (asyncio__alloc_line).  With a thousand tasks waiting on sockets each
-   * line they take is a miss per message.
+   * to step's first 40 bytes: 112 bytes, two or three cache lines.  (Not
+   * aligned to a line as the other per-connection objects are: the 64
+   * bytes that costs would break the 4.5 KiB idle-task budget.)
    */
   asyncio__coro_t ctx;
   asyncio__coro_t *resumer;     /* where a suspension returns to */
@@ -153,8 +153,6 @@ typedef struct asyncio__task {
   uint8_t must_cancel;
   uint8_t started;
   uint8_t finished;             /* the coroutine returned: its stack can go */
-  uint8_t detached;
-  uint8_t eager;
   uint8_t unguarded; /* cur_stack has no guard page: check its canary at each switch */
   asyncio__handle_t step;       /* embedded: resumes this task */
   asyncio_coro_fn fn;
@@ -172,6 +170,7 @@ typedef struct asyncio__task {
   asyncio_handle_t timer_waiter;/* the sleep timer, or none */
   char *cancel_msg;
   int num_cancels_requested;
+  uint8_t detached;
 } asyncio__task_t;
 
 #define TASK(fut) ((asyncio__task_t *)(fut))
@@ -187,9 +186,10 @@ typedef struct asyncio__task {
 _Static_assert(ASYNCIO__HANDLE_HOT == 40, "asyncio__handle_t: hot fields first");
 _Static_assert(offsetof(asyncio__watch_t, reader) + ASYNCIO__HANDLE_HOT <= 64,
                "asyncio__watch_t: a read event takes one cache line");
-_Static_assert(offsetof(asyncio__task_t, f.refcnt) >= 64 &&
-                   offsetof(asyncio__task_t, step) + ASYNCIO__HANDLE_HOT <= 192,
-               "asyncio__task_t: a wake-up and a step take two cache lines");
+_Static_assert(offsetof(asyncio__task_t, step) + ASYNCIO__HANDLE_HOT -
+                       offsetof(asyncio__task_t, f.refcnt) <= 112,
+               "asyncio__task_t: what a wake-up and a step touch stays together");
+_Static_assert(sizeof(asyncio__task_t) <= 312, "asyncio__task_t: the idle-task budget (docs/bench.md)");
 #endif
 #define TASK_FREE_MAX 16384
 

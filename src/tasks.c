@@ -269,7 +269,7 @@ static inline __attribute__((always_inline)) int task_new(asyncio_loop_t *loop,
     /* recycled task objects: no allocator call on the create path */
     loop->task_free = t->next;
     loop->ntask_free--;
-  } else if (!(t = asyncio__alloc_line(sizeof *t))) {
+  } else if (!(t = asyncio__alloc(sizeof *t))) {
     return -ENOMEM;
   }
   /*
@@ -302,7 +302,7 @@ static inline __attribute__((always_inline)) int task_new(asyncio_loop_t *loop,
   t->resumer = NULL;
   t->parked = NULL;
   t->wake_rc = 0;
-  t->must_cancel = t->started = t->finished = t->detached = t->eager = t->unguarded = 0;
+  t->must_cancel = t->started = t->finished = t->unguarded = 0;
   t->stack = stack;
   t->id = task_next_id();
   t->name = name;
