@@ -300,9 +300,6 @@ static inline __attribute__((always_inline)) int task_new(asyncio_loop_t *loop,
   t->fn = fn;
   t->arg = arg;
   t->resumer = NULL;
-  t->parked = NULL;
-  t->wake_rc = 0;
-  t->must_cancel = t->started = t->finished = t->unguarded = 0;
   t->stack = stack;
   t->id = task_next_id();
   t->name = name;
