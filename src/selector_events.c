@@ -464,7 +464,8 @@ static void transport_start(void *arg) {
 }
 
 static void transport_destroy(asyncio__res_t *r) {
-  asyncio_transport_t *t = (asyncio_transport_t *)((char *)r - offsetof(asyncio_transport_t, res));
+  asyncio_transport_t *t =
+      (asyncio_transport_t *)((char *)r - offsetof(asyncio_transport_t, res));
   asyncio__res_unlink(t->loop, r);
   /* Reserved handles that were never queued go back to the pool; queued
    * ones were released when close dropped the ready queue. */
