@@ -44,10 +44,11 @@ void asyncio__free(void *p, size_t n) {
 }
 
 /*
- * Objects of which a server keeps one per connection (task, watch,
- * transport, stream) start on a cache line, so that their hot fields,
- * grouped at the front, take as few lines as they can: with a thousand
- * connections each of those lines misses between two messages.  The
+ * Objects of which a server keeps one per connection (watch, transport,
+ * stream) start on a cache line, so that their hot fields, grouped at the
+ * front, take as few lines as they can: with a thousand connections each
+ * of those lines misses between two messages.  (Not the task: the extra
+ * line would break the idle-task memory budget.)  The
  * allocator hook promises no alignment, so this asks for a line more and
  * keeps the distance back to the block in the byte before the object.
  */
