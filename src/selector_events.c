@@ -818,8 +818,12 @@ static int write_iov(asyncio_transport_t *t, const struct iovec *iov, int iovcnt
   size_t total = 0;
   for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
   if (!total) return 0;
-  if (t->conn_lost || t->closing) {
-    /* Python ignores it (and logs a warning after a few). */
+  /* Python ignores it (and logs a warning after a few) once the connection
+   * is lost, or once close() had nothing left to send.  A socket transport
+   * that close() left flushing its buffer still takes more, and sends it
+   * before the connection is closed; a pipe does not (as Python's). */
+  if (t->conn_lost ||
+      (t->closing && (!t->whead || t->kind == ASYNCIO__TK_WRITE_PIPE))) {
     if (t->conn_lost) t->conn_lost++;
     return 0;
   }

@@ -384,6 +384,51 @@ TEST(abort_drops_buffer) {
 }
 
 /*
+ * Python's socket transport keeps taking data after close() while it is
+ * still flushing its buffer, and sends it before it closes: data written
+ * then is delivered, in order, not dropped.
+ */
+static int write_after_close_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  c->pool.tmpl.pause_on_made = true;
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  size_t chunk = 1024 * 1024, total = 0;
+  unsigned char *data = malloc(16 * chunk + 3);
+  for (size_t i = 0; i < 16 * chunk + 3; i++) data[i] = (unsigned char)(i * 7 + (i >> 10));
+  for (int i = 0; i < 16; i++, total += chunk)
+    CHECK_RC(asyncio_transport_write(t, data + total, chunk), 0);
+  CHECK(asyncio_transport_get_write_buffer_size(t) > 0);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  CHECK_RC(asyncio_transport_write(t, data + total, 2), 0); /* still flushing: taken */
+  struct iovec iov = {data + total + 2, 1};
+  CHECK_RC(asyncio_transport_writelines(t, &iov, 1), 0);
+  total += 3;
+  peer_t *sp = &c->pool.peers[0];
+  CHECK_RC(asyncio_transport_resume_reading(sp->t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == 0);
+  WAIT_UNTIL(sp->lost == 1);
+  CHECK(sp->eofs == 1);
+  CHECK(sp->nrecv == total);
+  CHECK(sp->sum == fnv(FNV_INIT, data, total));
+  free(data);
+  return stop_server(srv);
+}
+
+TEST(write_after_close_while_flushing) {
+  ctx_t c = {0};
+  assert_ok(run_main(write_after_close_main, &c));
+  ASSERT_SOFT();
+}
+
+/*
  * The other direction of a reset: the sending peer resets the connection
  * (SO_LINGER 0, then close) in the middle of a transfer.  The receiving
  * transport delivers an in-order prefix of the stream, then connection_lost

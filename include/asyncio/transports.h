@@ -110,8 +110,11 @@ int asyncio_transport_resume_reading(asyncio_transport_t *transport);
  * writable.  If the buffer goes above the high-water mark, pause_writing is
  * called before this returns.  Send errors are not returned: they close the
  * transport and reach connection_lost, as in Python.
- * Returns 0 (also when the data is ignored because the transport is closing
- * or its connection was lost, as Python ignores it), -EINVAL, -EPIPE after
+ * After close(), a socket transport still flushing its buffer takes more
+ * data and sends it before closing, as Python's does.  Returns 0 (also when
+ * the data is ignored because the connection was lost, or close() had
+ * nothing left to send, or a pipe transport is closing, as Python ignores
+ * it), -EINVAL, -EPIPE after
  * write_eof() (Python's RuntimeError), -EBUSY while asyncio_loop_sendfile
  * runs on the transport (RuntimeError 'unable to write; sendfile is in
  * progress'), -EOPNOTSUPP on a read-only or
