@@ -822,6 +822,10 @@ ASYNCIO_API int asyncio_stream_read_all(asyncio_stream_reader_t *reader, char **
       return 0;
     }
   }
+  /* Cancelled (a timeout scope, say) or out of memory: the bytes go back, so
+   * the call consumed nothing, as the other reader calls.  After a
+   * connection error they are dropped, as Python's read(-1) drops them. */
+  if (rc == -ECANCELED || rc == -ENOMEM) unread(s, out, olen);
   if (out) asyncio__free(out, ocap);
   return rc;
 }

@@ -390,6 +390,39 @@ TEST(readline_longer_than_limit) {
   ASSERT_SOFT();
 }
 
+/* streams._DEFAULT_LIMIT: a line may end at offset 64 KiB, not one byte later. */
+static int default_limit_main(void *arg) {
+  (void)arg;
+  reader_t *r;
+  writer_t *w;
+  int raw;
+  CHECK_RC(pair_open(0, &r, &w, &raw), 0); /* limit 0: the default */
+  const size_t L = ASYNCIO_STREAM_LIMIT;
+  CHECK(L == 64 * 1024);
+  char *big = malloc(L + 2);
+  if (!big) return -ENOMEM;
+  memset(big, 'a', L + 1);
+  big[L + 1] = '\n';
+  const char *l = NULL;
+  CHECK(write(raw, big + 1, L + 1) == (ssize_t)(L + 1)); /* separator at index L */
+  CHECK(asyncio_stream_readline(r, &l) == (ssize_t)(L + 1));
+  CHECK(write(raw, big, L + 2) == (ssize_t)(L + 2)); /* separator at index L + 1 */
+  WAIT_UNTIL(asyncio_stream_buffered(r) == L + 2);
+  CHECK(asyncio_stream_readline(r, &l) == ASYNCIO_ELIMITOVERRUN);
+  CHECK(asyncio_stream_overrun_consumed(r) == L + 1);
+  CHECK(asyncio_stream_buffered(r) == 0);
+  raw_write(raw, "ok\n");
+  EXPECT_LINE(r, "ok\n");
+  free(big);
+  pair_close(r, w, raw);
+  return 0;
+}
+
+TEST(readline_default_limit) {
+  assert_ok(run_main(default_limit_main, NULL));
+  ASSERT_SOFT();
+}
+
 static int readuntil_main(void *arg) {
   (void)arg;
   reader_t *r;
@@ -885,6 +918,103 @@ static int timeout_main(void *arg) {
 
 TEST(read_timeout_keeps_connection) {
   assert_ok(run_main(timeout_main, NULL));
+  ASSERT_SOFT();
+}
+
+/*
+ * Every call that waits is bounded by the ambient timeout scope (asyncio.timeout
+ * around any await): it ends with -ECANCELED, the scope turns that into
+ * -ETIMEDOUT, and the stream is still usable afterwards.
+ */
+#define EXPECT_TIMEOUT(call)                                                    \
+  do {                                                                         \
+    asyncio_timeout_t *tm_ = NULL;                                             \
+    CHECK_RC(asyncio_timeout_enter(&tm_, 0.02), 0);                            \
+    int rc_ = (int)(call);                                                     \
+    CHECK_RC(rc_, -ECANCELED);                                                 \
+    CHECK_RC(asyncio_timeout_exit(tm_, rc_), -ETIMEDOUT);                      \
+    asyncio_timeout_free(tm_);                                                 \
+  } while (0)
+
+static int scope_handler(reader_t *r, writer_t *w, void *arg) {
+  (void)w, (void)arg;
+  char b[16];
+  return (int)asyncio_stream_read(r, b, sizeof b) < 0; /* until the client goes */
+}
+
+static int every_wait_main(void *arg) {
+  (void)arg;
+  reader_t *r;
+  writer_t *w;
+  int raw;
+  CHECK_RC(pair_open(0, &r, &w, &raw), 0);
+  const char *out = NULL;
+  const void *seps[2] = {"\r\n", "END"};
+  size_t lens[2] = {2, 3};
+  char *all = NULL;
+  size_t alen = 0;
+  raw_write(raw, "part");
+  EXPECT_TIMEOUT(asyncio_stream_readline(r, &out));
+  EXPECT_TIMEOUT(asyncio_stream_readuntil(r, "|", 1, &out));
+  EXPECT_TIMEOUT(asyncio_stream_readuntil_any(r, seps, lens, 2, &out));
+  EXPECT_TIMEOUT(asyncio_stream_read_all(r, &all, &alen));
+  CHECK(all == NULL && alen == 0);
+  raw_write(raw, "|");
+  CHECK(asyncio_stream_readuntil(r, "|", 1, &out) == 5); /* nothing was lost */
+  if (out) CHECK(memcmp(out, "part|", 5) == 0);
+
+  /* drain and wait_closed, with a peer that does not read. */
+  asyncio_transport_t *t = asyncio_stream_transport(w);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 4096, 1024), 0);
+  static char chunk[1024 * 1024];
+  memset(chunk, 'z', sizeof chunk);
+  size_t sent = 0;
+  while (asyncio_transport_get_write_buffer_size(t) <= 4096) {
+    CHECK_RC(asyncio_stream_write(w, chunk, sizeof chunk), 0);
+    sent += sizeof chunk;
+  }
+  EXPECT_TIMEOUT(asyncio_stream_drain(w));
+  CHECK_RC(asyncio_stream_close(w), 0);
+  EXPECT_TIMEOUT(asyncio_stream_wait_closed(w));
+  /* Now read it all: the close completes. */
+  int fl = fcntl(raw, F_GETFL);
+  fcntl(raw, F_SETFL, fl | O_NONBLOCK);
+  size_t got = 0;
+  static char sink[256 * 1024];
+  for (;;) {
+    ssize_t k = read(raw, sink, sizeof sink);
+    if (k > 0) {
+      got += (size_t)k;
+      continue;
+    }
+    if (k == 0) break;
+    CHECK(errno == EAGAIN);
+    if (errno != EAGAIN) break;
+    CHECK_RC(asyncio_sleep(0.001), 0);
+  }
+  CHECK(got == sent);
+  CHECK_RC(asyncio_stream_wait_closed(w), 0);
+  pair_close(r, w, raw);
+
+  /* Server.wait_closed waits for the connections it accepted. */
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_start_server(scope_handler, NULL, "127.0.0.1", 0, NULL, &srv), 0);
+  if (!srv) return -1;
+  CHECK_RC(asyncio_open_connection("127.0.0.1", server_port(srv, 0), NULL, &r, &w), 0);
+  CHECK_RC(asyncio_stream_write(w, "", 0), 0);
+  CHECK_RC(asyncio_server_close(srv), 0);
+  EXPECT_TIMEOUT(asyncio_server_wait_closed(srv));
+  CHECK_RC(asyncio_stream_close(w), 0);
+  CHECK_RC(asyncio_stream_wait_closed(w), 0);
+  CHECK_RC(asyncio_server_wait_closed(srv), 0);
+  CHECK_RC(asyncio_server_free(srv), 0);
+  CHECK_RC(asyncio_stream_reader_free(r), 0);
+  CHECK_RC(asyncio_stream_writer_free(w), 0);
+  return 0;
+}
+
+TEST(every_wait_obeys_timeout_scope) {
+  assert_ok(run_main(every_wait_main, NULL));
   ASSERT_SOFT();
 }
 

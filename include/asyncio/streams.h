@@ -139,7 +139,8 @@ ssize_t asyncio_stream_read(asyncio_stream_reader_t *reader, void *buf, size_t n
  * caller owns (free it with asyncio_stream_free_data(*data, *len); it is
  * NUL-terminated for convenience), *len its length.  Not bounded by the
  * limit (as in Python).  Returns 0, a connection error (the bytes read so
- * far are dropped), -ECANCELED, -ENOMEM, -EINVAL.
+ * far are dropped), -ECANCELED or -ENOMEM (the bytes read so far go back to
+ * the reader: the call consumed nothing), -EINVAL.
  */
 int asyncio_stream_read_all(asyncio_stream_reader_t *reader, char **data, size_t *len);
 
@@ -149,7 +150,7 @@ void asyncio_stream_free_data(char *data, size_t len);
 /*
  * StreamReader.readexactly(n): copies exactly n bytes into buf.  At EOF
  * before n bytes: ASYNCIO_EINCOMPLETEREAD, and the bytes that did arrive are
- * in buf, their count from asyncio_stream_partial_len() (IncompleteReadError.
+ * in buf, their count from asyncio_stream_partial() (IncompleteReadError.
  * partial; they are consumed).  Otherwise returns 0, or an error as read().
  */
 int asyncio_stream_readexactly(asyncio_stream_reader_t *reader, void *buf, size_t n);
