@@ -257,6 +257,22 @@ static int cancel_queued_main(void *arg) {
   CHECK_RC(asyncio_task_cancel(t, NULL), 1);
   CHECK_RC(asyncio_await(t, NULL), -ECANCELED);
   asyncio_task_free(t);
+  /* The ambient timeout scope bounds a lookup as well (asyncio.timeout). */
+  asyncio_timeout_t *tm = NULL;
+  struct addrinfo *res = NULL;
+  CHECK_RC(asyncio_timeout_enter(&tm, 0.02), 0);
+  int rc = asyncio_getaddrinfo("localhost", "80", NULL, &res);
+  CHECK_RC(rc, -ECANCELED);
+  CHECK_RC(asyncio_timeout_exit(tm, rc), -ETIMEDOUT);
+  asyncio_timeout_free(tm);
+  CHECK(res == NULL);
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  char host[NI_MAXHOST];
+  CHECK_RC(asyncio_timeout_enter(&tm, 0.02), 0);
+  rc = asyncio_getnameinfo((struct sockaddr *)&sin, sizeof sin, host, sizeof host, NULL, 0, 0);
+  CHECK_RC(rc, -ECANCELED);
+  CHECK_RC(asyncio_timeout_exit(tm, rc), -ETIMEDOUT);
+  asyncio_timeout_free(tm);
   sem_post(&release_sem);
   CHECK_RC(asyncio_await(block, NULL), 0);
   asyncio_future_free(block);
@@ -266,7 +282,8 @@ static int cancel_queued_main(void *arg) {
   return 0;
 }
 
-/* Cancelled while queued behind other work: returns at once, never resolves. */
+/* Cancelled, or timed out by a scope, while queued behind other work: returns
+ * at once, never resolves. */
 TEST(getaddrinfo_cancel_while_queued) {
   asyncio_executor_t *ex;
   sem_init(&release_sem, 0, 0);

@@ -687,6 +687,76 @@ TEST(cancel_while_waiting) {
   close(sv[1]);
 }
 
+/*
+ * Every sock_* call that waits is bounded by the ambient timeout scope: it
+ * ends with -ECANCELED, the scope turns that into -ETIMEDOUT, no watcher is
+ * left behind, and the descriptor still works.
+ */
+#define EXPECT_TIMEOUT(call)                                                    \
+  do {                                                                         \
+    asyncio_timeout_t *tm_ = NULL;                                             \
+    CHECK_RC(asyncio_timeout_enter(&tm_, 0.02), 0);                            \
+    int rc_ = (int)(call);                                                     \
+    CHECK_RC(rc_, -ECANCELED);                                                 \
+    CHECK_RC(asyncio_timeout_exit(tm_, rc_), -ETIMEDOUT);                      \
+    asyncio_timeout_free(tm_);                                                 \
+  } while (0)
+
+static int scope_main(void *arg) {
+  (void)arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  char buf[64];
+  /* recv on a quiet stream socket */
+  int sv[2];
+  nb_socketpair(SOCK_STREAM, sv);
+  EXPECT_TIMEOUT(asyncio_sock_recv(sv[0], buf, sizeof buf));
+  CHECK_RC(asyncio_loop_remove_reader(loop, sv[0]), 0); /* no watcher left */
+  CHECK(write(sv[1], "ok", 2) == 2);
+  CHECK(asyncio_sock_recv(sv[0], buf, sizeof buf) == 2);
+  /* sendall into a socket nobody reads: the progress is still reported */
+  static char big[8 * 1024 * 1024];
+  size_t sent = 0;
+  EXPECT_TIMEOUT(asyncio_sock_sendall(sv[0], big, sizeof big, &sent));
+  CHECK(sent > 0 && sent < sizeof big);
+  CHECK_RC(asyncio_loop_remove_writer(loop, sv[0]), 0);
+  close(sv[0]);
+  close(sv[1]);
+  /* recvfrom on a quiet datagram socket */
+  nb_socketpair(SOCK_DGRAM, sv);
+  EXPECT_TIMEOUT(asyncio_sock_recvfrom(sv[0], buf, sizeof buf, NULL, NULL));
+  CHECK(write(sv[1], "dg", 2) == 2);
+  CHECK(asyncio_sock_recvfrom(sv[0], buf, sizeof buf, NULL, NULL) == 2);
+  close(sv[0]);
+  close(sv[1]);
+  /* accept with nobody connecting, then a connection */
+  struct sockaddr_storage addr;
+  socklen_t alen;
+  int l = tcp_listener(AF_INET, &addr, &alen);
+  CHECK(l >= 0);
+  int c = -1;
+  EXPECT_TIMEOUT(asyncio_sock_accept(l, &c, NULL, NULL));
+  CHECK(c == -1);
+  /* connect to a listener whose accept queue is full (backlog 0): SYNs are dropped */
+  CHECK(listen(l, 0) == 0);
+  int fill = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  CHECK_RC(asyncio_sock_connect(fill, (struct sockaddr *)&addr, alen), 0);
+  int hung = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  EXPECT_TIMEOUT(asyncio_sock_connect(hung, (struct sockaddr *)&addr, alen));
+  CHECK_RC(asyncio_loop_remove_writer(loop, hung), 0);
+  close(hung);
+  CHECK_RC(asyncio_sock_accept(l, &c, NULL, NULL), 0);
+  CHECK(c >= 0);
+  if (c >= 0) close(c);
+  close(fill);
+  close(l);
+  return 0;
+}
+
+TEST(every_wait_obeys_timeout_scope) {
+  assert_ok(asyncio_run(scope_main, NULL, &plain_run));
+  ASSERT_SOFT();
+}
+
 static size_t partial_sent;
 static const size_t partial_len = (size_t)16 * 1024 * 1024;
 
