@@ -6,9 +6,10 @@
  *
  * Paths: a leading '@' names the Linux abstract namespace (Python spells it
  * with a leading NUL, which a C string cannot hold).  create_unix_server
- * removes a stale socket file before binding and, on close, removes the
- * file again if it is still the socket it bound (Python 3.13's
- * cleanup_socket, which compares inode numbers).
+ * always removes a stale socket file before binding; on close, unless
+ * cleanup_socket is off, it removes the file again if it is still the
+ * socket it bound (Python 3.13's cleanup_socket, which compares inode
+ * numbers).
  */
 #include <signal.h>
 #include <stddef.h>
@@ -68,9 +69,12 @@ ASYNCIO_API int asyncio_loop_create_unix_server(asyncio_loop_t *loop,
   rc = asyncio__unix_addr(path, &ss, &sl);
   if (rc) return rc;
   int abstract = path[0] == '@';
-  int cleanup = !(o && o->cleanup_socket < 0);
-  if (!abstract && cleanup) {
-    /* Remove a stale socket file left by an earlier server (never a regular file). */
+  if (!abstract) {
+    /*
+     * A socket file left by a server that died can never be bound again, so
+     * it goes whatever cleanup_socket says (that option is only about close,
+     * as in Python).  Any other kind of file stays, and bind reports it.
+     */
     struct stat st;
     if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path);
   }

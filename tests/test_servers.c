@@ -9,6 +9,7 @@
  */
 #include "net_helpers.h"
 
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <semaphore.h>
 #include <sys/resource.h>
@@ -475,6 +476,74 @@ TEST(unix_abstract_namespace) {
   u.abstract = true;
   snprintf(u.path, sizeof u.path, "@asyncio-test-%d", (int)getpid());
   assert_ok(run_main(unix_main, &u));
+  ASSERT_SOFT();
+}
+
+/*
+ * A socket file left behind by a server that died goes before bind even with
+ * cleanup_socket off: that option only decides what close does (Python
+ * removes the stale file unconditionally).  Any other file at the path stays
+ * and bind reports -EADDRINUSE.
+ */
+
+static int bind_and_drop(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un un = {0};
+  un.sun_family = AF_UNIX;
+  strcpy(un.sun_path, path);
+  int rc = fd < 0 || bind(fd, (struct sockaddr *)&un, sizeof un) < 0 ? -errno : 0;
+  if (fd >= 0) close(fd); /* the file stays, as after a crash */
+  return rc;
+}
+
+static int unix_stale_main(void *arg) {
+  unix_ctx_t *u = arg;
+  sctx_t *c = &u->s;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t keep = {.cleanup_socket = -1};
+  struct stat st, old;
+  CHECK_RC(bind_and_drop(u->path), 0);
+  CHECK(stat(u->path, &old) == 0 && S_ISSOCK(old.st_mode));
+  CHECK_RC(asyncio_loop_create_unix_server(loop, pool_factory, &c->pool, u->path, &keep, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  CHECK(stat(u->path, &st) == 0 && S_ISSOCK(st.st_mode)); /* (tmpfs may reuse the inode) */
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli[0], u->path, NULL, &t,
+                                               NULL),
+           0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  if (t) CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli[0].lost && c->pool.peers[0].lost);
+  CHECK_RC(asyncio_server_close(c->srv), 0);
+  /* cleanup_socket off: close leaves the file, stale in its turn. */
+  CHECK(stat(u->path, &old) == 0 && S_ISSOCK(old.st_mode) && old.st_ino == st.st_ino);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  c->srv = NULL;
+  /* A regular file is not ours to remove. */
+  CHECK(unlink(u->path) == 0);
+  int fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  CHECK(fd >= 0);
+  if (fd >= 0) close(fd);
+  asyncio_server_options_t dflt = {0};
+  const asyncio_server_options_t *opts[] = {&keep, &dflt};
+  for (int i = 0; i < 2; i++) {
+    asyncio_server_t *x = NULL;
+    CHECK_RC(asyncio_loop_create_unix_server(loop, pool_factory, &c->pool, u->path, opts[i], &x),
+             -EADDRINUSE);
+    CHECK(x == NULL);
+    CHECK(stat(u->path, &st) == 0 && S_ISREG(st.st_mode));
+  }
+  return 0;
+}
+
+TEST(unix_server_removes_stale_socket_without_cleanup) {
+  static unix_ctx_t u;
+  memset(&u, 0, sizeof u);
+  snprintf(u.path, sizeof u.path, "/tmp/asyncio-test-stale-%d.sock", (int)getpid());
+  unlink(u.path);
+  assert_ok(run_main(unix_stale_main, &u));
+  unlink(u.path);
   ASSERT_SOFT();
 }
 

@@ -51,9 +51,9 @@ typedef struct asyncio_server_options {
    */
   double accept_retry_delay;
   /*
-   * create_unix_server: unlink a stale socket file before binding and
-   * remove the file on close (cleanup_socket=, 3.13): 0 = default (on),
-   * < 0 off.
+   * create_unix_server: remove the socket file on close if it is still the
+   * one the server bound (cleanup_socket=, 3.13): 0 = default (on), < 0
+   * off.  A stale socket file is removed before binding either way.
    */
   int cleanup_socket;
 } asyncio_server_options_t;
@@ -80,9 +80,10 @@ int asyncio_loop_create_server(asyncio_loop_t *loop, asyncio_protocol_factory_fn
  * Opens a Unix stream server on path (loop.create_unix_server(
  * protocol_factory, path, *, sock, backlog, start_serving, cleanup_socket)).
  * A path starting with '@' is in the abstract namespace (no file).  A
- * stale socket file at path is removed first, and removed again on close if
- * it is still ours (Python 3.13).  Suspends as create_server.  Returns as
- * create_server, and -ENAMETOOLONG.
+ * stale socket file at path is removed first (any other file there makes
+ * bind fail with -EADDRINUSE); on close the file is removed if it is still
+ * ours, unless cleanup_socket is off (Python 3.13).  Suspends as
+ * create_server.  Returns as create_server, and -ENAMETOOLONG.
  */
 int asyncio_loop_create_unix_server(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
                                     void *factory_arg, const char *path,
