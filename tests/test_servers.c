@@ -140,6 +140,40 @@ TEST(server_reuse_port) {
   ASSERT_SOFT();
 }
 
+/* SO_REUSEADDR is on by default for TCP listeners (Python: on POSIX), and reuse_address < 0 turns it off. */
+
+static int reuse_addr_of(int fd) {
+  int on = -1;
+  socklen_t sl = sizeof on;
+  if (getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, &sl) < 0) return -errno;
+  return on != 0;
+}
+
+static int reuse_address_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  const int settings[] = {0, 1, -1};
+  for (int i = 0; i < 3; i++) {
+    asyncio_server_options_t o = {.reuse_address = settings[i]};
+    asyncio_server_t *srv = NULL;
+    /* host=None: every family's socket, each must carry the option. */
+    CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, NULL, 0, &o, &srv), 0);
+    if (!srv) return -1;
+    int fds[4];
+    int n = asyncio_server_sockets(srv, fds, 4);
+    CHECK(n >= 1 && n <= 4);
+    for (int j = 0; j < n && j < 4; j++) CHECK_RC(reuse_addr_of(fds[j]), settings[i] >= 0);
+    CHECK_RC(asyncio_server_free(srv), 0);
+  }
+  return 0;
+}
+
+TEST(server_reuse_address) {
+  sctx_t c = {0};
+  assert_ok(run_main(reuse_address_main, &c));
+  ASSERT_SOFT();
+}
+
 /* ---- start_serving ----------------------------------------------------------------------- */
 
 static int start_serving_main(void *arg) {
