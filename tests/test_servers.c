@@ -10,6 +10,9 @@
 #include "net_helpers.h"
 
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/tcp.h>
 #include <semaphore.h>
 #include <sys/resource.h>
@@ -172,6 +175,104 @@ TEST(server_reuse_address) {
   sctx_t c = {0};
   assert_ok(run_main(reuse_address_main, &c));
   ASSERT_SOFT();
+}
+
+/* ---- backlog ------------------------------------------------------------------------------- */
+
+/*
+ * The backlog a socket listens with, read back from the kernel: for a TCP
+ * listener, sock_diag reports sk_max_ack_backlog as idiag_wqueue.  Returns
+ * it (>= 0), -ENOENT if the dump does not hold the socket, or
+ * -EPROTONOSUPPORT when this system does not answer sock_diag requests (no
+ * NETLINK_SOCK_DIAG, no tcp_diag, a sandbox refusing netlink).
+ */
+static int diag_listen_backlog(int lfd) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  struct stat st;
+  if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0 || fstat(lfd, &st) < 0) return -errno;
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) return -EPROTONOSUPPORT;
+  struct {
+    struct nlmsghdr nh;
+    struct inet_diag_req_v2 r;
+  } req = {0};
+  req.nh.nlmsg_len = sizeof req;
+  req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.r.sdiag_family = (uint8_t)ss.ss_family;
+  req.r.sdiag_protocol = IPPROTO_TCP;
+  req.r.idiag_states = 1u << 10; /* TCP_LISTEN */
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  int rc = -ENOENT;
+  if (sendto(nl, &req, sizeof req, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
+    rc = -EPROTONOSUPPORT;
+    goto out;
+  }
+  static long buf[8192]; /* aligned for nlmsghdr */
+  for (;;) {
+    ssize_t n = recv(nl, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      rc = -EPROTONOSUPPORT;
+      goto out;
+    }
+    int len = (int)n;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_type == NLMSG_DONE) goto out;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        rc = -EPROTONOSUPPORT;
+        goto out;
+      }
+      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      const struct inet_diag_msg *m = NLMSG_DATA(h);
+      if (m->idiag_inode == st.st_ino) rc = (int)m->idiag_wqueue; /* read the rest */
+    }
+    if (n == 0) goto out;
+  }
+out:
+  close(nl);
+  return rc;
+}
+
+typedef struct backlog_ctx {
+  sctx_t s;
+  bool skip;
+} backlog_ctx_t;
+
+static int backlog_main(void *arg) {
+  backlog_ctx_t *b = arg;
+  sctx_t *c = &b->s;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  /* 0 is Python's default, 100; all of these are under any somaxconn cap (128 or more). */
+  const int asked[] = {7, 0, 100, 31};
+  const int expect[] = {7, 100, 100, 31};
+  for (int i = 0; i < 4; i++) {
+    asyncio_server_options_t o = {.backlog = asked[i], .start_serving = i == 3 ? -1 : 0};
+    asyncio_server_t *srv = NULL;
+    CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &o, &srv),
+             0);
+    if (!srv) return -1;
+    /* start_serving=False: the listen() (and with it the backlog) comes later. */
+    if (i == 3) CHECK_RC(asyncio_server_start_serving(srv), 0);
+    int fd = -1;
+    CHECK(asyncio_server_sockets(srv, &fd, 1) == 1);
+    int got = diag_listen_backlog(fd);
+    CHECK_RC(asyncio_server_free(srv), 0);
+    if (got == -EPROTONOSUPPORT) {
+      b->skip = true;
+      return 0;
+    }
+    CHECK_RC(got, expect[i]);
+  }
+  return 0;
+}
+
+TEST(server_backlog) {
+  backlog_ctx_t b = {0};
+  assert_ok(run_main(backlog_main, &b));
+  ASSERT_SOFT();
+  if (b.skip) skip(); /* no sock_diag here: the backlog cannot be read back */
 }
 
 /* ---- start_serving ----------------------------------------------------------------------- */
