@@ -480,6 +480,26 @@ static void free_fillers(emfile_ctx_t *e) {
   while (e->nfill) close(e->fillers[--e->nfill]);
 }
 
+/* Lowers RLIMIT_NOFILE (the old limit saved in e->old) and fills it with copies of fd. */
+static void fill_fd_table(emfile_ctx_t *e, int fd) {
+  int probe = dup(fd); /* the lowest free descriptor number */
+  close(probe);
+  getrlimit(RLIMIT_NOFILE, &e->old);
+  struct rlimit lim = e->old;
+  lim.rlim_cur = (rlim_t)probe + 64;
+  CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0);
+  for (;;) {
+    int c = dup(fd);
+    if (c < 0) break;
+    if (e->nfill == 4096) {
+      close(c);
+      break;
+    }
+    e->fillers[e->nfill++] = c;
+  }
+  CHECK(errno == EMFILE);
+}
+
 static void emfile_handler(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
   emfile_ctx_t *e = ud;
   e->reports++;
@@ -503,22 +523,7 @@ static int emfile_main(void *arg) {
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   /* Fill the descriptor table under a lowered limit, then let a client in. */
-  int probe = dup(cfd); /* the lowest free descriptor number */
-  close(probe);
-  getrlimit(RLIMIT_NOFILE, &e->old);
-  struct rlimit lim = e->old;
-  lim.rlim_cur = (rlim_t)probe + 64;
-  CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0);
-  for (;;) {
-    int fd = dup(cfd);
-    if (fd < 0) break;
-    if (e->nfill == 4096) {
-      close(fd);
-      break;
-    }
-    e->fillers[e->nfill++] = fd;
-  }
-  CHECK(errno == EMFILE);
+  fill_fd_table(e, cfd);
   CHECK(connect(cfd, (struct sockaddr *)&sin, sizeof sin) == 0); /* the kernel completes it */
   WAIT_UNTIL(c->pool.n == 1);
   CHECK(e->reports == 1); /* one failure, then the back-off: no spinning */
@@ -539,6 +544,98 @@ TEST(accept_emfile_backoff_and_recovery) {
   memset(&e, 0, sizeof e);
   assert_ok(run_main(emfile_main, &e));
   free_fillers(&e);
+  ASSERT_SOFT();
+}
+
+/*
+ * The same, but the table stays full across several retry delays while the
+ * client waits in the backlog.  accept() goes through asyncio__sys, which
+ * notes when each attempt is made: every failed attempt must be followed by
+ * a pause of at least accept_retry_delay, so the attempts (and the reports)
+ * never outnumber elapsed / delay + 1.  A listener that kept reading would
+ * retry at once, every loop iteration.  Then the descriptors come back and
+ * the waiting client is accepted.
+ */
+
+#define HELD_DELAY 0.05
+#define HELD_REPORTS 6
+
+static asyncio_loop_t *g_accept_loop;
+static int g_accepts, g_accept_emfiles;
+static double g_accept_at[64];
+
+static int counting_accept4(int fd, struct sockaddr *a, socklen_t *l, int fl) {
+  int c = accept4(fd, a, l, fl);
+  int e = errno;
+  if (g_accepts < 64) g_accept_at[g_accepts] = asyncio_loop_time(g_accept_loop);
+  g_accepts++;
+  if (c < 0 && e == EMFILE) g_accept_emfiles++;
+  errno = e;
+  return c;
+}
+
+static void held_handler(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  emfile_ctx_t *e = ud;
+  e->reports++;
+  e->last_err = ctx->error;
+  CHECK(ctx->error == -EMFILE);
+}
+
+static asyncio__sys_t g_saved_sys;
+
+static int emfile_held_main(void *arg) {
+  emfile_ctx_t *e = arg;
+  sctx_t *c = &e->s;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t o = {.accept_retry_delay = HELD_DELAY};
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &o, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, held_handler, e), 0);
+  g_accept_loop = loop;
+  g_accepts = g_accept_emfiles = 0;
+  asyncio__sys.accept4 = counting_accept4;
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)server_port(c->srv, 0));
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  fill_fd_table(e, cfd);
+  CHECK(connect(cfd, (struct sockaddr *)&sin, sizeof sin) == 0); /* the kernel completes it */
+  WAIT_UNTIL(e->reports >= HELD_REPORTS);
+  int calls = g_accepts;
+  double elapsed = asyncio_loop_time(loop) - g_accept_at[0];
+  CHECK(calls <= elapsed / HELD_DELAY + 1 + 1e-6);
+  /* One accept() per wakeup, each failing, each reported. */
+  CHECK(calls == e->reports && g_accept_emfiles == calls);
+  for (int i = 1; i < calls && i < 64; i++)
+    CHECK(g_accept_at[i] - g_accept_at[i - 1] >= HELD_DELAY - 1e-6);
+  CHECK(c->pool.n == 0);
+  CHECK(asyncio_server_is_serving(c->srv)); /* backing off is not closing */
+  /* Descriptors back: the next retry takes the client. */
+  free_fillers(e);
+  setrlimit(RLIMIT_NOFILE, &e->old);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  CHECK(e->reports == calls);
+  CHECK(g_accept_emfiles == calls);
+  close(cfd);
+  WAIT_UNTIL(c->pool.peers[0].lost);
+  asyncio__sys = g_saved_sys;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(accept_emfile_held_backs_off_each_retry) {
+  static emfile_ctx_t e;
+  memset(&e, 0, sizeof e);
+  g_saved_sys = asyncio__sys;
+  int rc = run_main(emfile_held_main, &e);
+  /* Whatever happened inside, give back the limit, the descriptors and accept(). */
+  asyncio__sys = g_saved_sys;
+  free_fillers(&e);
+  if (e.old.rlim_cur) setrlimit(RLIMIT_NOFILE, &e.old);
+  assert_ok(rc);
   ASSERT_SOFT();
 }
 
