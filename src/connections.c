@@ -332,6 +332,13 @@ static int connect_race(connector_t *c, double delay, int *errs, size_t errs_cap
         nerr++;
         if (!first_err) first_err = r;
         else if (r != first_err) mixed = 1;
+        /*
+         * It failed before it could run (bind, or a connect the kernel
+         * refused at once): as staggered_race, the next one need not wait
+         * out the delay.  Other attempts may still be running here, after a
+         * failure started this one, so running == 0 alone would not do.
+         */
+        start_now = 1;
       }
     }
     if (winner >= 0 || running == 0) break;

@@ -5,8 +5,9 @@
  * Python origin: Lib/asyncio/selector_events.py (_SelectorSocketTransport),
  * base_events.py (create_connection, Happy Eyeballs), and the tests in
  * Lib/test/test_asyncio/test_selector_events.py and test_base_events.py.
- * Real sockets on 127.0.0.1 and ::1, port 0.  Nothing asserts timings:
- * waits are bounded only to keep a broken test from hanging.
+ * Real sockets on 127.0.0.1 and ::1, port 0.  Nothing asserts real-time
+ * timings: waits are bounded only to keep a broken test from hanging.  The
+ * Happy Eyeballs stagger is measured on the virtual clock only.
  */
 #include "net_helpers.h"
 
@@ -776,6 +777,185 @@ TEST(all_attempts_fail) {
   assert_ok(run_main(all_fail_main, &c));
   ASSERT_SOFT();
   if (c.skip) skip();
+}
+
+/*
+ * A fake name with any list of addresses: "multi.test" resolves to g_multi,
+ * in that order (numeric hosts, ports per address).  Lets a test lay out
+ * exactly which attempt hangs, fails or succeeds.
+ */
+typedef struct maddr {
+  int family;
+  const char *host;
+  int port;
+} maddr_t;
+
+static maddr_t g_multi[8];
+static size_t g_nmulti;
+
+static int multi_resolve(const char *host, int port, int family, int socktype,
+                         asyncio__addrs_t *out) {
+  (void)port;
+  if (strcmp(host, "multi.test") != 0) return 0;
+  size_t n = 0;
+  for (size_t i = 0; i < g_nmulti; i++) n += !family || family == g_multi[i].family;
+  if (!n) return ASYNCIO_EGAI_NONAME;
+  out->v = asyncio__alloc(n * sizeof *out->v);
+  if (!out->v) return -ENOMEM;
+  out->n = 0;
+  for (size_t i = 0; i < g_nmulti; i++) {
+    if (family && family != g_multi[i].family) continue;
+    asyncio__addr_t *a = &out->v[out->n++];
+    memset(a, 0, sizeof *a);
+    a->family = g_multi[i].family;
+    a->socktype = socktype;
+    if (a->family == AF_INET) {
+      struct sockaddr_in *in = (void *)&a->sa;
+      in->sin_family = AF_INET;
+      in->sin_port = htons((uint16_t)g_multi[i].port);
+      inet_pton(AF_INET, g_multi[i].host, &in->sin_addr);
+      a->len = sizeof *in;
+    } else {
+      struct sockaddr_in6 *in6 = (void *)&a->sa;
+      in6->sin6_family = AF_INET6;
+      in6->sin6_port = htons((uint16_t)g_multi[i].port);
+      inet_pton(AF_INET6, g_multi[i].host, &in6->sin6_addr);
+      a->len = sizeof *in6;
+    }
+  }
+  return 1;
+}
+
+/* A loopback TCP listener nobody accepts from: connects to it complete in the kernel. */
+static int raw_listener(int family, int *port) {
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_storage ss = {0};
+  socklen_t sl;
+  if (family == AF_INET) {
+    struct sockaddr_in *a = (void *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sl = sizeof *a;
+  } else {
+    struct sockaddr_in6 *a = (void *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_addr = in6addr_loopback;
+    sl = sizeof *a;
+  }
+  if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 8) < 0) {
+    close(fd);
+    return -1;
+  }
+  sl = sizeof ss;
+  getsockname(fd, (struct sockaddr *)&ss, &sl);
+  *port = family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                            : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return fd;
+}
+
+static int peer_port(asyncio_transport_t *t) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (asyncio_transport_get_peername(t, (struct sockaddr *)&ss, &sl) < 0) return -1;
+  return ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                                 : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* asyncio_run on the virtual clock: a stagger delay costs no real time and is measured exactly. */
+static int run_virtual(asyncio_coro_fn fn, void *arg) {
+  asyncio_loop_options_t lo = {.clock = ASYNCIO_CLOCK_VIRTUAL};
+  asyncio_run_options_t o = {.loop = &lo, .no_sigint_handler = true};
+  return asyncio_run(fn, arg, &o);
+}
+
+/*
+ * An attempt that fails synchronously (TCP connect to a multicast address:
+ * the kernel says ENETUNREACH before sending anything) starts the next one
+ * at once, as staggered_race does, whether it is the first attempt or one
+ * that a failure started while an earlier attempt still hangs.
+ */
+typedef struct sync_fail_ctx {
+  peer_t cli;
+  bool racing; /* a black hole first, then a refusal, then the synchronous failure */
+  double delay, elapsed;
+  bool skip;
+} sync_fail_ctx_t;
+
+static int sync_fail_main(void *arg) {
+  sync_fail_ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  if (!have_ipv6()) {
+    c->skip = true;
+    return 0;
+  }
+  asyncio__resolve_hook = multi_resolve;
+  int live_port = 0, refused = -1;
+  int lfd = raw_listener(AF_INET, &live_port);
+  CHECK(lfd >= 0);
+  hole_t h;
+  g_nmulti = 0;
+  if (c->racing) {
+    int hport = make_hole(AF_INET6, 0, &h);
+    CHECK(hport > 0);
+    int rport = refused_port(AF_INET, &refused);
+    CHECK(rport > 0);
+    /* Alternating families already, so the default interleave keeps this order. */
+    g_multi[g_nmulti++] = (maddr_t){AF_INET6, "::1", hport};
+    g_multi[g_nmulti++] = (maddr_t){AF_INET, "127.0.0.1", rport};
+  }
+  g_multi[g_nmulti++] = (maddr_t){AF_INET6, "ff02::1", live_port};
+  g_multi[g_nmulti++] = (maddr_t){AF_INET, "127.0.0.1", live_port};
+  int errs[4] = {0};
+  size_t nerr = 0;
+  asyncio_connection_options_t o = {
+      .happy_eyeballs_delay = c->delay, .errors = errs, .errors_cap = 4, .nerrors = &nerr};
+  asyncio_transport_t *t = NULL;
+  double t0 = asyncio_loop_time(loop);
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "multi.test", 0, &o, &t,
+                                          NULL),
+           0);
+  c->elapsed = asyncio_loop_time(loop) - t0;
+  if (t) {
+    CHECK(peer_port(t) == live_port);
+    if (c->racing) {
+      /* The hung attempt was closed, not failed. */
+      CHECK(nerr == 2 && errs[0] == -ECONNREFUSED && errs[1] == -ENETUNREACH);
+    } else {
+      CHECK(nerr == 1 && errs[0] == -ENETUNREACH);
+    }
+    CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(c->cli.lost == 1);
+  }
+  if (c->racing) {
+    free_hole(&h);
+    close(refused);
+  }
+  close(lfd);
+  return 0;
+}
+
+TEST(happy_eyeballs_sync_failure_first) {
+  sync_fail_ctx_t c = {.delay = 10};
+  assert_ok(run_virtual(sync_fail_main, &c));
+  ASSERT_SOFT();
+  if (c.skip) skip();
+  /* The live address started at once, not after the delay. */
+  assert_true(c.elapsed < c.delay);
+}
+
+TEST(happy_eyeballs_sync_failure_while_racing) {
+  sync_fail_ctx_t c = {.racing = true, .delay = 10};
+  assert_ok(run_virtual(sync_fail_main, &c));
+  ASSERT_SOFT();
+  if (c.skip) skip();
+  /*
+   * The hole holds the first attempt for one delay; the refusal then starts
+   * the multicast attempt, whose synchronous failure starts the live one
+   * at once, not when a second delay has run out.
+   */
+  if (c.elapsed < c.delay || c.elapsed >= 2 * c.delay)
+    fail_msg("connected after %g s of virtual time, expected %g", c.elapsed, c.delay);
 }
 
 /* ---- local_addr and existing sockets ------------------------------------------------------ */
