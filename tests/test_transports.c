@@ -958,6 +958,97 @@ TEST(happy_eyeballs_sync_failure_while_racing) {
     fail_msg("connected after %g s of virtual time, expected %g", c.elapsed, c.delay);
 }
 
+/*
+ * interleave=: the order in which the addresses are tried.  "multi.test"
+ * gives [v6a, v6b, v6c, v4a, v4b]; every address refuses except one that
+ * listens, so the number of failures before the connection is that
+ * address's place in the attempt order.  Making each address the live one
+ * in turn reads the whole order off real connects.
+ */
+typedef struct il_case {
+  int interleave;
+  double delay;
+  int order[5]; /* indices into [v6a, v6b, v6c, v4a, v4b], in attempt order */
+} il_case_t;
+
+typedef struct il_ctx {
+  peer_t cli;
+  const il_case_t *cases;
+  size_t ncases;
+  bool skip;
+} il_ctx_t;
+
+static int interleave_main(void *arg) {
+  il_ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  if (!have_ipv6()) {
+    c->skip = true;
+    return 0;
+  }
+  asyncio__resolve_hook = multi_resolve;
+  static const int fams[5] = {AF_INET6, AF_INET6, AF_INET6, AF_INET, AF_INET};
+  for (size_t ci = 0; ci < c->ncases; ci++) {
+    const il_case_t *k = &c->cases[ci];
+    for (int live = 0; live < 5; live++) {
+      int fds[5];
+      g_nmulti = 5;
+      for (int i = 0; i < 5; i++) {
+        int port = -1;
+        fds[i] = -1;
+        if (i == live)
+          fds[i] = raw_listener(fams[i], &port);
+        else
+          port = refused_port(fams[i], &fds[i]);
+        CHECK(fds[i] >= 0 && port > 0);
+        g_multi[i] = (maddr_t){fams[i], fams[i] == AF_INET ? "127.0.0.1" : "::1", port};
+      }
+      size_t want = 0;
+      while (k->order[want] != live) want++;
+      int errs[5] = {0};
+      size_t nerr = 99;
+      asyncio_connection_options_t o = {.happy_eyeballs_delay = k->delay,
+                                        .interleave = k->interleave,
+                                        .errors = errs,
+                                        .errors_cap = 5,
+                                        .nerrors = &nerr};
+      memset(&c->cli, 0, sizeof c->cli);
+      asyncio_transport_t *t = NULL;
+      CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "multi.test", 0, &o,
+                                              &t, NULL),
+               0);
+      if (nerr != want && !soft_fail[0])
+        snprintf(soft_fail, sizeof soft_fail,
+                 "interleave=%d delay=%g: address %d was attempt %zu, expected %zu",
+                 k->interleave, k->delay, live, nerr, want);
+      for (size_t i = 0; i < nerr && i < 5; i++) CHECK(errs[i] == -ECONNREFUSED);
+      if (t) {
+        CHECK(peer_port(t) == g_multi[live].port);
+        CHECK_RC(asyncio_transport_close(t), 0);
+        WAIT_UNTIL(c->cli.lost == 1);
+      }
+      for (int i = 0; i < 5; i++) close(fds[i]);
+    }
+  }
+  return 0;
+}
+
+TEST(interleave_attempt_order) {
+  /*
+   * _interleave_addrinfos: the first `interleave` - 1 of the first family,
+   * then one of each family in turn.  0 without Happy Eyeballs: as
+   * resolved; 0 with it: as interleave=1.
+   */
+  static const il_case_t cases[] = {
+      {0, 0, {0, 1, 2, 3, 4}},  {1, 0, {0, 3, 1, 4, 2}}, {2, 0, {0, 1, 3, 2, 4}},
+      {3, 0, {0, 1, 2, 3, 4}},  {9, 0, {0, 1, 2, 3, 4}}, {0, 10, {0, 3, 1, 4, 2}},
+      {2, 10, {0, 1, 3, 2, 4}},
+  };
+  il_ctx_t c = {.cases = cases, .ncases = sizeof cases / sizeof cases[0]};
+  assert_ok(run_virtual(interleave_main, &c));
+  ASSERT_SOFT();
+  if (c.skip) skip();
+}
+
 /* ---- local_addr and existing sockets ------------------------------------------------------ */
 
 static int local_addr_main(void *arg) {
