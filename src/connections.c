@@ -409,11 +409,14 @@ static int check_task_loop(asyncio_loop_t *loop) {
   return 0;
 }
 
-static int wrap_socket(asyncio_loop_t *loop, int fd, int kind, asyncio_protocol_factory_fn factory,
-                       void *factory_arg, asyncio_transport_t **transport, void **instance) {
+/* dest (nullable): a datagram socket's default destination, when it is left unconnected. */
+static int wrap_socket(asyncio_loop_t *loop, int fd, int kind, const addr_t *dest,
+                       asyncio_protocol_factory_fn factory, void *factory_arg,
+                       asyncio_transport_t **transport, void **instance) {
   int taken = 0;
-  int rc = asyncio__transport_make_and_wait(loop, fd, kind, factory, factory_arg, transport,
-                                            instance, &taken);
+  int rc = asyncio__transport_make_and_wait_to(
+      loop, fd, kind, factory, factory_arg, dest ? (const struct sockaddr *)&dest->sa : NULL,
+      dest ? dest->len : 0, transport, instance, &taken);
   if (rc < 0 && !taken) close(fd);
   return rc;
 }
@@ -472,7 +475,7 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
                              o ? o->nerrors : NULL);
   connector_free(c);
   if (fd < 0) return fd;
-  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, factory, factory_arg, transport, instance);
+  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, NULL, factory, factory_arg, transport, instance);
 }
 
 ASYNCIO_API int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
@@ -517,7 +520,7 @@ ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
   int fd = connect_race(c, 0, NULL, 0, NULL);
   connector_free(c);
   if (fd < 0) return fd;
-  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, factory, factory_arg, transport, instance);
+  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, NULL, factory, factory_arg, transport, instance);
 }
 
 /* ---- create_datagram_endpoint ---------------------------------------------------------------- */
@@ -533,8 +536,12 @@ static int dgram_socket(const addr_t *l, const addr_t *r, int family, int proto,
   if (o->allow_broadcast && setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) < 0)
     goto fail;
   if (l && bind(fd, (const struct sockaddr *)&l->sa, l->len) < 0) goto fail;
-  if (r) {
-    /* UDP connect completes at once: no readiness wait needed. */
+  if (r && !o->allow_broadcast) {
+    /*
+     * UDP connect completes at once: no readiness wait needed.  With
+     * allow_broadcast Python leaves the socket unconnected (a connected one
+     * would drop replies from anyone but r); r is the default destination.
+     */
     while (connect(fd, (const struct sockaddr *)&r->sa, r->len) < 0)
       if (errno != EINTR) goto fail;
   }
@@ -574,7 +581,9 @@ static int unix_datagram_endpoint(asyncio_loop_t *loop, asyncio_protocol_factory
   int fd = dgram_socket(o->local_host ? &la : NULL, o->remote_host ? &ra : NULL, AF_UNIX,
                         o->proto, o);
   if (fd < 0) return fd;
-  return wrap_socket(loop, fd, ASYNCIO__TK_DATAGRAM, factory, factory_arg, transport, instance);
+  return wrap_socket(loop, fd, ASYNCIO__TK_DATAGRAM,
+                     o->remote_host && o->allow_broadcast ? &ra : NULL, factory, factory_arg,
+                     transport, instance);
 }
 
 ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
@@ -624,6 +633,7 @@ ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
   }
   /* Pairs of (local, remote) of one family, in resolution order. */
   int fd = -1, err = 0;
+  const addr_t *r_addr = NULL; /* the remote address of the pair that worked */
   if (!o->local_host && !o->remote_host) {
     fd = dgram_socket(NULL, NULL, o->family, o->proto, o);
     if (fd < 0) err = fd;
@@ -633,6 +643,7 @@ ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
       fd = o->local_host ? dgram_socket(&one->v[i], NULL, 0, 0, o)
                          : dgram_socket(NULL, &one->v[i], 0, 0, o);
       if (fd < 0 && !err) err = fd;
+      if (fd >= 0 && !o->local_host) r_addr = &one->v[i];
     }
   } else {
     for (size_t i = 0; i < local->n && fd < 0; i++)
@@ -640,10 +651,15 @@ ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
         if (local->v[i].family != remote->v[j].family) continue;
         fd = dgram_socket(&local->v[i], &remote->v[j], 0, 0, o);
         if (fd < 0 && !err) err = fd;
+        if (fd >= 0) r_addr = &remote->v[j];
       }
     if (fd < 0 && !err) err = -EADDRNOTAVAIL; /* "can not get address information" */
   }
+  addr_t dest; /* copied out: the connector's addresses go now */
+  if (r_addr) dest = *r_addr;
   connector_free(c);
   if (fd < 0) return err ? err : -EADDRNOTAVAIL;
-  return wrap_socket(loop, fd, ASYNCIO__TK_DATAGRAM, factory, factory_arg, transport, instance);
+  return wrap_socket(loop, fd, ASYNCIO__TK_DATAGRAM,
+                     r_addr && o->allow_broadcast ? &dest : NULL, factory, factory_arg, transport,
+                     instance);
 }

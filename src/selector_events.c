@@ -96,6 +96,7 @@ struct asyncio_transport {
   asyncio_transport_t *snext, *sprev; /* the server's client list */
   struct sockaddr_storage sockname, peername;
   socklen_t socklen, peerlen;
+  uint8_t peer_is_dest; /* datagram: peername is only the default destination, not connected */
 };
 
 #if UINTPTR_MAX == 0xffffffffffffffffu
@@ -564,6 +565,16 @@ int asyncio__transport_make_and_wait(asyncio_loop_t *loop, int fd, int kind,
                                      asyncio_protocol_factory_fn factory, void *factory_arg,
                                      asyncio_transport_t **transport, void **instance,
                                      int *fd_taken) {
+  return asyncio__transport_make_and_wait_to(loop, fd, kind, factory, factory_arg, NULL, 0,
+                                             transport, instance, fd_taken);
+}
+
+int asyncio__transport_make_and_wait_to(asyncio_loop_t *loop, int fd, int kind,
+                                        asyncio_protocol_factory_fn factory, void *factory_arg,
+                                        const struct sockaddr *dest, socklen_t destlen,
+                                        asyncio_transport_t **transport, void **instance,
+                                        int *fd_taken) {
+  if (dest && (!destlen || destlen > sizeof(struct sockaddr_storage))) return -EINVAL;
   asyncio_future_t *waiter;
   int rc = asyncio_future_new(&waiter, loop);
   if (rc) return rc;
@@ -574,6 +585,12 @@ int asyncio__transport_make_and_wait(asyncio_loop_t *loop, int fd, int kind,
     return rc;
   }
   *fd_taken = 1;
+  if (dest && !t->connected) {
+    /* Before connection_made (only queued so far) can call sendto. */
+    memcpy(&t->peername, dest, destlen);
+    t->peerlen = destlen;
+    t->peer_is_dest = 1;
+  }
   void *inst = t->inst;
   rc = asyncio_await(waiter, NULL);
   asyncio__future_unref(waiter);
@@ -1076,8 +1093,12 @@ ASYNCIO_API int asyncio_transport_sendto(asyncio_transport_t *t, const void *dat
     return -EINVAL;
   if (t->kind != ASYNCIO__TK_DATAGRAM) return -EOPNOTSUPP;
   if (n > 65535) return -EMSGSIZE;
-  if (addr && t->connected && !same_addr(&t->peername, t->peerlen, addr, addrlen)) return -EINVAL;
-  if (!addr && !t->connected) return -EINVAL;
+  if (addr && t->peerlen && !same_addr(&t->peername, t->peerlen, addr, addrlen)) return -EINVAL;
+  if (!addr && !t->peerlen) return -EINVAL;
+  if (!addr && !t->connected) { /* the default destination; queued with the datagram too */
+    addr = (const struct sockaddr *)&t->peername;
+    addrlen = t->peerlen;
+  }
   if (t->conn_lost || t->closing) {
     if (t->conn_lost) t->conn_lost++;
     return 0;
@@ -1133,6 +1154,7 @@ static int copy_addr(const struct sockaddr_storage *ss, socklen_t len, struct so
 ASYNCIO_API int asyncio_transport_get_peername(const asyncio_transport_t *t,
                                                struct sockaddr *addr, socklen_t *addrlen) {
   if (!t || !addr || !addrlen) return -EINVAL;
+  if (t->peer_is_dest) return -ENOTCONN; /* Python: getpeername() failed, so None */
   return copy_addr(&t->peername, t->peerlen, addr, addrlen);
 }
 

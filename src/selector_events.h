@@ -82,6 +82,20 @@ int asyncio__transport_make_and_wait(asyncio_loop_t *loop, int fd, int kind,
                                      int *fd_taken);
 
 /*
+ * The same for a datagram socket left unconnected with a default
+ * destination (create_datagram_endpoint with allow_broadcast and a remote
+ * address: Python's _SelectorDatagramTransport(address=)).  sendto without
+ * an address goes to dest, sendto to any other address is -EINVAL, and
+ * get_peername stays -ENOTCONN; datagrams from anyone are received.  A NULL
+ * dest, or a socket that is connected after all, is make_and_wait.
+ */
+int asyncio__transport_make_and_wait_to(asyncio_loop_t *loop, int fd, int kind,
+                                        asyncio_protocol_factory_fn factory, void *factory_arg,
+                                        const struct sockaddr *dest, socklen_t destlen,
+                                        asyncio_transport_t **transport, void **instance,
+                                        int *fd_taken);
+
+/*
  * servers.c: makes a server over bound sockets (taken over only on
  * success), starts serving unless options say not to, and suspends one
  * iteration then (Python's sleep(0)).  unix_path (nullable, copied) is the

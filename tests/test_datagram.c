@@ -176,6 +176,102 @@ TEST(udp_arguments_and_options) {
   ASSERT_SOFT();
 }
 
+/*
+ * allow_broadcast with a remote address: Python does not connect the socket;
+ * the remote address is only the default destination.  So sendto without an
+ * address reaches it, a third socket's datagram is received (a connected
+ * socket would drop it), and peername is None (-ENOTCONN).
+ */
+static int g_eagain_once;
+static ssize_t sendto_eagain_once(int fd, const void *buf, size_t n, int flags,
+                                  const struct sockaddr *addr, socklen_t addrlen) {
+  if (g_eagain_once) {
+    g_eagain_once = 0;
+    errno = EAGAIN;
+    return -1;
+  }
+  return sendto(fd, buf, n, flags, addr, addrlen);
+}
+
+static int udp_broadcast_remote_main(void *arg) {
+  dctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_datagram_options_t so = {.local_host = "127.0.0.1"};
+  asyncio_transport_t *st = NULL, *ct = NULL;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->srv, &so, &st, NULL), 0);
+  if (!st) return -1;
+  struct sockaddr_in remote;
+  socklen_t sl = sizeof remote;
+  CHECK_RC(asyncio_transport_get_sockname(st, (struct sockaddr *)&remote, &sl), 0);
+  asyncio_datagram_options_t co = {.local_host = "127.0.0.1",
+                                   .remote_host = "127.0.0.1",
+                                   .remote_port = ntohs(remote.sin_port),
+                                   .allow_broadcast = true};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &co, &ct, NULL), 0);
+  if (!ct) return -1;
+  int fd = asyncio_transport_get_fd(ct);
+  int on = 0;
+  sl = sizeof on;
+  CHECK(getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, &sl) == 0 && on == 1);
+  struct sockaddr_storage ss;
+  sl = sizeof ss;
+  CHECK(getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 && errno == ENOTCONN);
+  sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_peername(ct, (struct sockaddr *)&ss, &sl), -ENOTCONN);
+  struct sockaddr_in me;
+  sl = sizeof me;
+  CHECK_RC(asyncio_transport_get_sockname(ct, (struct sockaddr *)&me, &sl), 0);
+
+  /* No address: the remote one.  Its own address is accepted too; others are not. */
+  CHECK_RC(asyncio_transport_sendto(ct, "one", 3, NULL, 0), 0);
+  WAIT_UNTIL(c->srv.ndgrams == 1);
+  CHECK(c->srv.ndata == 3 && memcmp(c->srv.data, "one", 3) == 0);
+  CHECK(((struct sockaddr_in *)&c->srv.from)->sin_port == me.sin_port);
+  CHECK_RC(asyncio_transport_sendto(ct, "two", 3, (struct sockaddr *)&remote, sizeof remote), 0);
+  WAIT_UNTIL(c->srv.ndgrams == 2);
+  struct sockaddr_in other = remote;
+  other.sin_port = htons((uint16_t)(ntohs(remote.sin_port) ^ 1));
+  CHECK_RC(asyncio_transport_sendto(ct, "x", 1, (struct sockaddr *)&other, sizeof other), -EINVAL);
+
+  /* A datagram that has to wait in the queue keeps the default destination. */
+  asyncio__sys_t saved = asyncio__sys;
+  asyncio__sys.sendto = sendto_eagain_once;
+  g_eagain_once = 1;
+  CHECK_RC(asyncio_transport_sendto(ct, "three", 5, NULL, 0), 0);
+  CHECK(g_eagain_once == 0 && asyncio_transport_get_write_buffer_size(ct) > 0);
+  WAIT_UNTIL(c->srv.ndgrams == 3);
+  asyncio__sys = saved;
+  CHECK(c->srv.ndata == 5 && memcmp(c->srv.data, "three", 5) == 0);
+  CHECK(c->srv.errs == 0 && c->cli.errs == 0);
+
+  /* Anyone may answer: the remote, and a third socket. */
+  CHECK_RC(asyncio_transport_sendto(st, "back", 4, (struct sockaddr *)&me, sizeof me), 0);
+  WAIT_UNTIL(c->cli.ndgrams == 1);
+  int third = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in tin = {0};
+  tin.sin_family = AF_INET;
+  tin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(bind(third, (struct sockaddr *)&tin, sizeof tin) == 0);
+  sl = sizeof tin;
+  getsockname(third, (struct sockaddr *)&tin, &sl);
+  CHECK(sendto(third, "third", 5, 0, (struct sockaddr *)&me, sizeof me) == 5);
+  WAIT_UNTIL(c->cli.ndgrams == 2);
+  CHECK(c->cli.ndata == 5 && memcmp(c->cli.data, "third", 5) == 0);
+  CHECK(((struct sockaddr_in *)&c->cli.from)->sin_port == tin.sin_port);
+  close(third);
+
+  CHECK_RC(asyncio_transport_close(ct), 0);
+  CHECK_RC(asyncio_transport_close(st), 0);
+  WAIT_UNTIL(c->cli.lost && c->srv.lost);
+  return 0;
+}
+
+TEST(udp_broadcast_remote_stays_unconnected) {
+  dctx_t c = {0};
+  assert_ok(run_main(udp_broadcast_remote_main, &c));
+  ASSERT_SOFT();
+}
+
 /* ---- pipes ------------------------------------------------------------------------------- */
 
 static int pipes_main(void *arg) {
@@ -428,6 +524,54 @@ TEST(unix_datagram_endpoints_abstract) {
   u.abstract = true;
   unix_paths(&u, "@");
   assert_ok(run_main(unix_dgram_main, &u));
+  ASSERT_SOFT();
+}
+
+/* allow_broadcast with a remote path: unconnected too (Python's AF_UNIX branch does the same). */
+static int unix_broadcast_remote_main(void *arg) {
+  uctx_t *u = arg;
+  dctx_t *c = &u->d;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_datagram_options_t so = {.family = AF_UNIX, .local_host = u->srv_path};
+  asyncio_transport_t *st = NULL, *ct = NULL;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->srv, &so, &st, NULL), 0);
+  if (!st) return -1;
+  asyncio_datagram_options_t co = {.family = AF_UNIX, .local_host = u->cli_path,
+                                   .remote_host = u->srv_path, .allow_broadcast = true};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &co, &ct, NULL), 0);
+  if (!ct) return -1;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_peername(ct, (struct sockaddr *)&ss, &sl), -ENOTCONN);
+  CHECK_RC(asyncio_transport_sendto(ct, "ping", 4, NULL, 0), 0);
+  WAIT_UNTIL(c->srv.ndgrams == 1);
+  char path[128];
+  un_path(&c->srv.from, c->srv.fromlen, path, sizeof path);
+  CHECK(strcmp(path, u->cli_path) == 0);
+  /* A third socket reaches the client: nothing filters by peer. */
+  int raw = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_storage raw_addr, cli_addr;
+  socklen_t raw_len, cli_len;
+  CHECK_RC(asyncio__unix_addr(u->raw_path, &raw_addr, &raw_len), 0);
+  CHECK_RC(asyncio__unix_addr(u->cli_path, &cli_addr, &cli_len), 0);
+  CHECK(bind(raw, (struct sockaddr *)&raw_addr, raw_len) == 0);
+  CHECK(sendto(raw, "raw!", 4, 0, (struct sockaddr *)&cli_addr, cli_len) == 4);
+  WAIT_UNTIL(c->cli.ndgrams == 1);
+  un_path(&c->cli.from, c->cli.fromlen, path, sizeof path);
+  CHECK(strcmp(path, u->raw_path) == 0);
+  close(raw);
+  CHECK_RC(asyncio_transport_close(ct), 0);
+  CHECK_RC(asyncio_transport_close(st), 0);
+  WAIT_UNTIL(c->cli.lost && c->srv.lost);
+  return 0;
+}
+
+TEST(unix_datagram_broadcast_remote_abstract) {
+  static uctx_t u;
+  memset(&u, 0, sizeof u);
+  u.abstract = true;
+  unix_paths(&u, "@");
+  assert_ok(run_main(unix_broadcast_remote_main, &u));
   ASSERT_SOFT();
 }
 

@@ -167,11 +167,13 @@ int asyncio_transport_get_write_buffer_limits(const asyncio_transport_t *transpo
 
 /*
  * Sends one datagram (DatagramTransport.sendto(data, addr)); addr NULL sends
- * to the connected peer.  Never blocks: when the socket is full the datagram
+ * to the connected peer, or to the remote address an allow_broadcast
+ * endpoint was made with.  Never blocks: when the socket is full the datagram
  * is queued.  Send errors go to error_received (the transport stays open).
  * Returns 0 (also when ignored after close), -EINVAL (bad arguments; an
  * address on a connected socket that is not its peer, as Python's
- * ValueError; no address on an unconnected one), -EOPNOTSUPP on a stream
+ * ValueError, likewise for an allow_broadcast endpoint's remote address;
+ * no address on an unconnected one without it), -EOPNOTSUPP on a stream
  * transport, -EMSGSIZE for more than 65535 bytes, -ENOMEM.
  */
 int asyncio_transport_sendto(asyncio_transport_t *transport, const void *data, size_t n,
@@ -321,7 +323,12 @@ typedef struct asyncio_datagram_options {
   /* local_addr=(host, port): bind here; NULL host = no bind (unless family alone). */
   const char *local_host;
   int local_port;
-  /* remote_addr=(host, port): connect here; NULL host = unconnected. */
+  /*
+   * remote_addr=(host, port): connect here; NULL host = unconnected.  With
+   * allow_broadcast the socket is not connected (as Python): the address is
+   * only where sendto without an address goes, any peer's datagrams are
+   * received, and get_peername is -ENOTCONN (Python's peername None).
+   */
   const char *remote_host;
   int remote_port;
   /*
