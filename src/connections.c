@@ -292,7 +292,8 @@ static int attempt_start(connector_t *c, attempt_t *a, const addr_t *ra, const a
 /*
  * Runs the attempts (staggered_race when delay > 0).  Returns the connected
  * socket (>= 0), or an error: -ECANCELED, or the attempts' combined error.
- * errs/nerr collect the failures in start order.
+ * errs/nerr collect the failures in start order (errs may be NULL when
+ * errs_cap is 0).
  */
 static int connect_race(connector_t *c, double delay, int *errs, size_t errs_cap,
                         size_t *nerr_out) {
@@ -328,7 +329,6 @@ static int connect_race(connector_t *c, double delay, int *errs, size_t errs_cap
         a->state = 2;
         a->err = r;
         attempt_close(c, a);
-        if (nerr < errs_cap) errs[nerr] = r;
         nerr++;
         if (!first_err) first_err = r;
         else if (r != first_err) mixed = 1;
@@ -376,7 +376,6 @@ static int connect_race(connector_t *c, double delay, int *errs, size_t errs_cap
         a->err = -soerr;
         close(a->fd);
         a->fd = -1;
-        if (nerr < errs_cap) errs[nerr] = -soerr;
         nerr++;
         if (!first_err) first_err = -soerr;
         else if (-soerr != first_err) mixed = 1;
@@ -386,6 +385,10 @@ static int connect_race(connector_t *c, double delay, int *errs, size_t errs_cap
     if (c->timer_fired) start_now = 1;
   }
   if (nerr_out) *nerr_out = nerr;
+  /* By attempt, not by when each failed (a later one may fail first), as
+   * Python's list of exceptions. */
+  for (size_t i = 0, k = 0; i < c->n && k < errs_cap; i++)
+    if (c->att[i].state == 2) errs[k++] = c->att[i].err;
   int fd = -1;
   if (winner >= 0) {
     attempt_t *a = &c->att[winner];
