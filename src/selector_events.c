@@ -97,6 +97,7 @@ struct asyncio_transport {
   struct sockaddr_storage sockname, peername;
   socklen_t socklen, peerlen;
   uint8_t peer_is_dest; /* datagram: peername is only the default destination, not connected */
+  uint8_t read_eof;     /* stream socket: EOF seen and kept open; nothing more to read */
 };
 
 #if UINTPTR_MAX == 0xffffffffffffffffu
@@ -617,6 +618,8 @@ static void on_eof(asyncio_transport_t *t) {
     if (!t->conn_lost) schedule_connection_lost(t, 0);
     return;
   }
+  /* Set first: eof_received itself may pause and resume reading. */
+  t->read_eof = 1;
   bool keep_open = t->proto && t->proto->eof_received && t->proto->eof_received(t, t->inst);
   if (t->conn_lost) return;
   if (keep_open)
@@ -721,7 +724,9 @@ ASYNCIO_API int asyncio_transport_resume_reading(asyncio_transport_t *t) {
   if (t->kind == ASYNCIO__TK_WRITE_PIPE) return -EOPNOTSUPP;
   if (t->closing || !t->paused) return 0;
   t->paused = 0;
-  if (t->started && !t->conn_lost) {
+  /* After EOF the reader stays off: watching again would only report EOF
+   * a second time (CPython does; the protocol contract says at most once). */
+  if (t->started && !t->conn_lost && !t->read_eof) {
     rc = reader_on(t);
     if (rc < 0) fatal_error(t, rc, NULL);
   }
@@ -1057,7 +1062,7 @@ ASYNCIO_API int asyncio_loop_sendfile(asyncio_loop_t *loop, asyncio_transport_t 
     t->fd = -1;
   } else if (resume && t->paused && !t->closing) {
     t->paused = 0;
-    if (!t->conn_lost) {
+    if (!t->conn_lost && !t->read_eof) {
       int r2 = reader_on(t);
       if (r2 < 0) fatal_error(t, r2, NULL);
     }

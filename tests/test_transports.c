@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sys/mman.h>
 
 #include "../src/selector_events.h" /* the fake-resolver hook */
 
@@ -1502,5 +1503,81 @@ static int faults_main(void *arg) {
 TEST(injected_short_writes_eintr_and_reset) {
   ctx_t c = {0};
   assert_ok(run_main(faults_main, &c));
+  ASSERT_SOFT();
+}
+
+/* ---- a transport over a socketpair: the test drives the raw end ------------------------------ */
+
+/* connect_accepted_socket over one end of a socketpair; *raw is the other end. */
+static int pair_transport(peer_t *p, asyncio_transport_t **t, int *raw) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+  int rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, p, sv[0],
+                                                t, NULL);
+  if (rc < 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return rc;
+  }
+  *raw = sv[1];
+  return 0;
+}
+
+/*
+ * eof_received comes at most once (the protocol state machine), also when a
+ * protocol that kept the transport open after EOF pauses and resumes
+ * reading, or loop.sendfile does that for it.  CPython 3.11-3.13 re-register
+ * the reader there and report EOF again; we do not.
+ */
+static int eof_once_main(void *arg) {
+  (void)arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  peer_t p = {0};
+  p.keep_open = true;
+  asyncio_transport_t *t = NULL;
+  int raw = -1;
+  CHECK_RC(pair_transport(&p, &t, &raw), 0);
+  if (!t) return -1;
+  CHECK(shutdown(raw, SHUT_WR) == 0);
+  WAIT_UNTIL(p.eofs == 1);
+  CHECK(!asyncio_transport_is_closing(t));
+  CHECK(asyncio_transport_is_reading(t)); /* as Python: not paused, not closing */
+  CHECK_RC(asyncio_transport_pause_reading(t), 0);
+  CHECK(!asyncio_transport_is_reading(t));
+  CHECK_RC(asyncio_transport_resume_reading(t), 0);
+  CHECK(asyncio_transport_is_reading(t));
+  for (int i = 0; i < 5; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(p.eofs == 1);
+  /* sendfile pauses and resumes reading around its work. */
+  int f = memfd_create("eof-once", MFD_CLOEXEC);
+  CHECK(f >= 0);
+  CHECK(write(f, "file", 4) == 4);
+  size_t sent = 0;
+  CHECK_RC(asyncio_loop_sendfile(loop, t, f, 0, 0, &sent, NULL), 0);
+  CHECK(sent == 4);
+  close(f);
+  for (int i = 0; i < 5; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(p.eofs == 1);
+  /* The write half still works. */
+  CHECK_RC(asyncio_transport_write(t, "late", 4), 0);
+  char buf[16];
+  ssize_t k = 0;
+  for (int i = 0; i < 1000 && k < 8; i++) {
+    ssize_t r = recv(raw, buf + k, sizeof buf - (size_t)k, MSG_DONTWAIT);
+    if (r > 0)
+      k += r;
+    else
+      CHECK_RC(asyncio_sleep(0.001), 0);
+  }
+  CHECK(k == 8 && memcmp(buf, "filelate", 8) == 0);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(p.lost == 1);
+  CHECK(p.lost_err == 0 && p.eofs == 1);
+  close(raw);
+  return 0;
+}
+
+TEST(eof_received_once_after_pause_resume) {
+  assert_ok(run_main(eof_once_main, NULL));
   ASSERT_SOFT();
 }

@@ -90,13 +90,19 @@ asyncio_loop_t *asyncio_transport_get_loop(const asyncio_transport_t *transport)
 
 /* ---- ReadTransport --------------------------------------------------------- */
 
-/* ReadTransport.is_reading(): not closing and not paused. */
+/*
+ * ReadTransport.is_reading(): not closing and not paused.  After an
+ * eof_received that kept the transport open it is still true, as in
+ * Python, although nothing more can be read.
+ */
 bool asyncio_transport_is_reading(const asyncio_transport_t *transport);
 
 /*
  * ReadTransport.pause_reading() / resume_reading(): stop / restart calling
- * data_received.  Idempotent, as in Python 3.7+.  Returns 0, -EINVAL, or
- * -EOPNOTSUPP on a write-only transport.
+ * data_received.  Idempotent, as in Python 3.7+.  Once EOF was received,
+ * resume_reading does not watch the socket again: CPython (3.11-3.13) does,
+ * and calls eof_received a second time; the protocol contract says at most
+ * once.  Returns 0, -EINVAL, or -EOPNOTSUPP on a write-only transport.
  */
 int asyncio_transport_pause_reading(asyncio_transport_t *transport);
 int asyncio_transport_resume_reading(asyncio_transport_t *transport);
