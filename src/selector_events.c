@@ -935,11 +935,19 @@ ASYNCIO_API int asyncio_transport_set_write_buffer_limits(asyncio_transport_t *t
                                                           ssize_t low) {
   int rc = check_t(t);
   if (rc) return rc;
-  if (high < 0) high = low < 0 ? (ssize_t)ASYNCIO_WRITE_HIGH_WATER : 4 * low;
-  if (low < 0) low = high / 4;
-  if (!(high >= low && low >= 0)) return -EINVAL;
-  t->high = (size_t)high;
-  t->low = (size_t)low;
+  /* In size_t: Python's 4 * low cannot overflow, ours saturates instead
+   * of wrapping into a refusal (or, in ssize_t, undefined behaviour). */
+  size_t h, l;
+  if (high >= 0)
+    h = (size_t)high;
+  else if (low < 0)
+    h = ASYNCIO_WRITE_HIGH_WATER;
+  else
+    h = (size_t)low > SIZE_MAX / 4 ? SIZE_MAX : 4 * (size_t)low;
+  l = low >= 0 ? (size_t)low : h / 4;
+  if (!(h >= l)) return -EINVAL;
+  t->high = h;
+  t->low = l;
   maybe_pause_protocol(t);
   return 0;
 }

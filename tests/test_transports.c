@@ -12,6 +12,7 @@
 #include "net_helpers.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -1579,5 +1580,65 @@ static int eof_once_main(void *arg) {
 
 TEST(eof_received_once_after_pause_resume) {
   assert_ok(run_main(eof_once_main, NULL));
+  ASSERT_SOFT();
+}
+
+/*
+ * set_write_buffer_limits as _FlowControlMixin: None (negative) defaults,
+ * high >= low >= 0, pause_writing at once when the buffer is already above
+ * the new high-water mark, no resume_writing from a raised mark.  A low
+ * mark whose default high (4 * low) does not fit in ssize_t is accepted,
+ * as Python's integers have no overflow: high then saturates.
+ */
+static int limits_main(void *arg) {
+  (void)arg;
+  peer_t p = {0};
+  asyncio_transport_t *t = NULL;
+  int raw = -1;
+  CHECK_RC(pair_transport(&p, &t, &raw), 0);
+  if (!t) return -1;
+  size_t lo = 0, hi = 0;
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 4000, -1), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &lo, &hi), 0);
+  CHECK(lo == 1000 && hi == 4000);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 0, -1), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &lo, &hi), 0);
+  CHECK(lo == 0 && hi == 0);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 5, 5), 0);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 4, 5), -EINVAL);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &lo, &hi), 0);
+  CHECK(lo == 5 && hi == 5); /* a refused call changes nothing */
+  ssize_t big = SSIZE_MAX / 4 + 1;
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, -1, big), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &lo, &hi), 0);
+  CHECK(lo == (size_t)big && hi == (size_t)big * 4);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, -1, SSIZE_MAX), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &lo, &hi), 0);
+  CHECK(lo == (size_t)SSIZE_MAX && hi == SIZE_MAX);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, SSIZE_MAX, -1), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &lo, &hi), 0);
+  CHECK(lo == (size_t)SSIZE_MAX / 4 && hi == (size_t)SSIZE_MAX);
+
+  /* Fill the socket and our buffer while the raw end reads nothing. */
+  static char chunk[64 * 1024];
+  for (int i = 0; i < 64 && asyncio_transport_get_write_buffer_size(t) < 4096; i++)
+    CHECK_RC(asyncio_transport_write(t, chunk, sizeof chunk), 0);
+  size_t buffered = asyncio_transport_get_write_buffer_size(t);
+  CHECK(buffered >= 4096);
+  CHECK(p.paused == 0);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 2048, 1024), 0);
+  CHECK(p.paused == 1); /* at once */
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 1024, 512), 0);
+  CHECK(p.paused == 1); /* already paused */
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, -1, -1), 0);
+  CHECK(p.resumed == 0); /* only draining resumes */
+  CHECK_RC(asyncio_transport_abort(t), 0);
+  WAIT_UNTIL(p.lost == 1);
+  close(raw);
+  return 0;
+}
+
+TEST(write_buffer_limits_validation) {
+  assert_ok(run_main(limits_main, NULL));
   ASSERT_SOFT();
 }

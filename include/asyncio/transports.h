@@ -158,9 +158,10 @@ size_t asyncio_transport_get_write_buffer_size(const asyncio_transport_t *transp
 
 /*
  * WriteTransport.set_write_buffer_limits(high=None, low=None): a negative
- * value means None.  high None: 64 KiB, or 4*low if low is given; low None:
- * high/4.  Returns 0, or -EINVAL unless high >= low >= 0.  May call
- * pause_writing at once.
+ * value means None.  high None: 64 KiB, or 4*low if low is given (SIZE_MAX
+ * when that does not fit); low None: high/4.  Returns 0, or -EINVAL unless
+ * high >= low (nothing changes then).  May call pause_writing at once, never
+ * resume_writing (only draining does), as in Python.
  */
 int asyncio_transport_set_write_buffer_limits(asyncio_transport_t *transport, ssize_t high,
                                               ssize_t low);
