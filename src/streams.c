@@ -696,7 +696,7 @@ ASYNCIO_API ssize_t asyncio_stream_read(asyncio_stream_reader_t *reader, void *b
   stream_t *s;
   int rc = reader_enter(reader, &s);
   if (rc) return rc;
-  if (!n) return 0;
+  if (!n) return buffered(s) ? 0 : s->exc; /* Python: the error even for read(0) */
   if (n > SSIZE_MAX) n = SSIZE_MAX;
   for (;;) {
     size_t b = buffered(s);
@@ -725,6 +725,7 @@ ASYNCIO_API int asyncio_stream_readexactly(asyncio_stream_reader_t *reader, void
   stream_t *s;
   int rc = reader_enter(reader, &s);
   if (rc) return rc;
+  if (!n) return buffered(s) ? 0 : s->exc; /* as read(0) */
   char *dst = buf;
   size_t got = 0;
   while (got < n) {

@@ -1495,6 +1495,67 @@ TEST(peer_reset_reader) {
   ASSERT_SOFT();
 }
 
+/* A loopback TCP connection as streams, and the accepted raw peer. */
+static int tcp_pair(reader_t **r, writer_t **w, int *peer) {
+  *peer = -1;
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t al = sizeof a;
+  if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 1) < 0 ||
+      getsockname(ls, (struct sockaddr *)&a, &al) < 0) {
+    if (ls >= 0) close(ls);
+    return -errno;
+  }
+  int rc = asyncio_open_connection("127.0.0.1", ntohs(a.sin_port), NULL, r, w);
+  if (rc == 0) *peer = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+  close(ls);
+  return rc;
+}
+
+/* The peer resets the connection (SO_LINGER 0, close). */
+static void rst_close(int fd) {
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd);
+}
+
+/*
+ * read(0) and readexactly(0) report a stored connection error as every
+ * other read does once the buffer is empty (Python raises it from both);
+ * with data still buffered they return 0, the data comes first.
+ */
+static int read_zero_main(void *arg) {
+  (void)arg;
+  reader_t *r;
+  writer_t *w;
+  int peer;
+  CHECK_RC(tcp_pair(&r, &w, &peer), 0);
+  CHECK(peer >= 0);
+  char buf[8];
+  CHECK(asyncio_stream_read(r, buf, 0) == 0);
+  CHECK_RC(asyncio_stream_readexactly(r, buf, 0), 0);
+  CHECK(write(peer, "ab", 2) == 2);
+  WAIT_UNTIL(asyncio_stream_buffered(r) == 2);
+  rst_close(peer);
+  WAIT_UNTIL(asyncio_stream_transport(w) == NULL); /* connection_lost ran */
+  CHECK(asyncio_stream_read(r, buf, 0) == 0);
+  CHECK_RC(asyncio_stream_readexactly(r, buf, 0), 0);
+  CHECK(asyncio_stream_read(r, buf, sizeof buf) == 2);
+  CHECK(asyncio_stream_read(r, buf, 0) == -ECONNRESET);
+  CHECK_RC(asyncio_stream_readexactly(r, buf, 0), -ECONNRESET);
+  CHECK(asyncio_stream_read(r, NULL, 0) == -ECONNRESET);
+  CHECK(!asyncio_stream_at_eof(r)); /* an error is not EOF, as Python */
+  pair_close(r, w, -1);
+  return 0;
+}
+
+TEST(read_zero_reports_error) {
+  assert_ok(run_main(read_zero_main, NULL));
+  ASSERT_SOFT();
+}
+
 static int refused_main(void *arg) {
   (void)arg;
   int holder = -1;

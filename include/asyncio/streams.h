@@ -126,7 +126,9 @@ int asyncio_stream_detach(asyncio_stream_writer_t *writer);
 /*
  * StreamReader.read(n): waits until at least one byte is buffered or EOF,
  * then copies up to n bytes into buf.  Returns the byte count (> 0), 0 at
- * EOF (or when n == 0), or a negative error: the connection's error
+ * EOF, 0 at once when n == 0 (but, as Python's read(0) raises it, the
+ * connection's error if there is one and the buffer is empty), or a
+ * negative error: the connection's error
  * (-ECONNRESET, ...) once the buffer is empty, -ECANCELED,
  * ASYNCIO_EINVALIDSTATE (another task is waiting on this reader), -EINVAL,
  * ASYNCIO_ENOTASK (it had to wait outside a task), ASYNCIO_ECLOSED (the
@@ -151,7 +153,8 @@ void asyncio_stream_free_data(char *data, size_t len);
  * StreamReader.readexactly(n): copies exactly n bytes into buf.  At EOF
  * before n bytes: ASYNCIO_EINCOMPLETEREAD, and the bytes that did arrive are
  * in buf, their count from asyncio_stream_partial() (IncompleteReadError.
- * partial; they are consumed).  Otherwise returns 0, or an error as read().
+ * partial; they are consumed).  Otherwise returns 0, or an error as read();
+ * n == 0 returns at once, as read(0) does.
  */
 int asyncio_stream_readexactly(asyncio_stream_reader_t *reader, void *buf, size_t n);
 
