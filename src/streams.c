@@ -167,6 +167,8 @@ static stream_t *stream_new(asyncio_loop_t *loop, size_t limit) {
   if (!s) return NULL;
   s->loop = loop;
   s->limit = limit ? limit : ASYNCIO_STREAM_LIMIT;
+  /* 2 * limit must not wrap (a huge limit is no limit, as in Python). */
+  if (s->limit > SIZE_MAX / 2) s->limit = SIZE_MAX / 2;
   s->r.live = s->w.live = 1;
   s->attached = 1; /* the transport is made right after the factory returns */
   s->res.destroy = stream_destroy;

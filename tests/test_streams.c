@@ -1556,6 +1556,32 @@ TEST(read_zero_reports_error) {
   ASSERT_SOFT();
 }
 
+/*
+ * A limit so large that 2 * limit (the pause threshold) does not fit in
+ * size_t is as good as no limit, as with Python's integers: the reader
+ * must not pause the transport on every byte.
+ */
+static int huge_limit_main(void *arg) {
+  (void)arg;
+  reader_t *r;
+  writer_t *w;
+  int raw;
+  CHECK_RC(pair_open(SIZE_MAX / 2 + 1, &r, &w, &raw), 0);
+  raw_write(raw, "abc");
+  WAIT_UNTIL(asyncio_stream_buffered(r) == 3);
+  CHECK(asyncio_transport_is_reading(asyncio_stream_transport(w)));
+  raw_write(raw, "d\n");
+  const char *l;
+  CHECK(asyncio_stream_readline(r, &l) == 5);
+  pair_close(r, w, raw);
+  return 0;
+}
+
+TEST(huge_limit_never_pauses) {
+  assert_ok(run_main(huge_limit_main, NULL));
+  ASSERT_SOFT();
+}
+
 static int refused_main(void *arg) {
   (void)arg;
   int holder = -1;

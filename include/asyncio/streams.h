@@ -58,7 +58,12 @@ typedef struct asyncio_stream_writer asyncio_stream_writer_t;
 
 /* Options for open_connection / start_server and their Unix variants; NULL = defaults. */
 typedef struct asyncio_stream_options {
-  size_t limit; /* the reader's buffer limit; 0 = ASYNCIO_STREAM_LIMIT */
+  /*
+   * The reader's buffer limit (limit=); 0 = ASYNCIO_STREAM_LIMIT, where
+   * Python raises ValueError for limit <= 0.  Values above SIZE_MAX / 2
+   * count as SIZE_MAX / 2 (no limit in practice).
+   */
+  size_t limit;
   /* open_connection / open_unix_connection: passed to create_connection (NULL = defaults). */
   const asyncio_connection_options_t *connection;
   /* start_server / start_unix_server: passed to create_server (NULL = defaults). */
