@@ -898,7 +898,8 @@ ASYNCIO_API int asyncio_transport_writelines(asyncio_transport_t *t, const struc
   if (iovcnt < 0 || (iovcnt && !iov)) return -EINVAL;
   for (int i = 0; i < iovcnt; i++)
     if (!iov[i].iov_base && iov[i].iov_len) return -EINVAL;
-  if (!iovcnt) return 0;
+  /* No early return for iovcnt 0: like write(b''), it is refused after
+   * write_eof and during sendfile (Python 3.12's writelines checks first). */
   if (UNLIKELY(t->sf)) return -EBUSY;
   return write_iov(t, iov, iovcnt);
 }

@@ -1642,3 +1642,39 @@ TEST(write_buffer_limits_validation) {
   assert_ok(run_main(limits_main, NULL));
   ASSERT_SOFT();
 }
+
+/*
+ * After write_eof every write is refused, also an empty one and an empty
+ * writelines (Python checks _eof before looking at the data: RuntimeError).
+ */
+static int write_after_eof_main(void *arg) {
+  (void)arg;
+  peer_t p = {0};
+  p.keep_open = true;
+  asyncio_transport_t *t = NULL;
+  int raw = -1;
+  CHECK_RC(pair_transport(&p, &t, &raw), 0);
+  if (!t) return -1;
+  CHECK_RC(asyncio_transport_writelines(t, NULL, 0), 0);
+  CHECK_RC(asyncio_transport_write(t, "", 0), 0);
+  CHECK_RC(asyncio_transport_write(t, "x", 1), 0);
+  CHECK_RC(asyncio_transport_write_eof(t), 0);
+  CHECK_RC(asyncio_transport_write(t, "", 0), -EPIPE);
+  CHECK_RC(asyncio_transport_writelines(t, NULL, 0), -EPIPE);
+  struct iovec v = {"y", 1};
+  CHECK_RC(asyncio_transport_writelines(t, &v, 1), -EPIPE);
+  char buf[4];
+  CHECK(read(raw, buf, sizeof buf) == 1); /* then EOF: shutdown(SHUT_WR) */
+  CHECK(read(raw, buf, sizeof buf) == 0);
+  CHECK(!asyncio_transport_is_closing(t));
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(p.lost == 1);
+  CHECK(p.lost_err == 0);
+  close(raw);
+  return 0;
+}
+
+TEST(write_after_write_eof_refused) {
+  assert_ok(run_main(write_after_eof_main, NULL));
+  ASSERT_SOFT();
+}
