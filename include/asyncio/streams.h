@@ -29,9 +29,12 @@
  * call returns -ECANCELED, which asyncio_timeout_exit() turns into
  * -ETIMEDOUT; the stream stays usable.  All calls are loop-thread
  * only; the suspending ones must be called from a task (else
- * ASYNCIO_ENOTASK).  Only one task may wait on a reader at a time (a second
- * gets ASYNCIO_EINVALIDSTATE, Python's RuntimeError "... already waiting");
- * several tasks may wait in drain() on one writer, and all wake together.
+ * ASYNCIO_ENOTASK).  Only one task may wait on a reader at a time: while
+ * one does, every other read call on that reader returns
+ * ASYNCIO_EINVALIDSTATE (Python's RuntimeError "... already waiting"), even
+ * one the buffer could serve at once or read(0) (Python raises only when the
+ * second call would itself have to wait).  Several tasks may wait in
+ * drain() on one writer, and all wake together.
  */
 #ifndef ASYNCIO_STREAMS_H
 #define ASYNCIO_STREAMS_H
@@ -98,7 +101,10 @@ int asyncio_open_unix_connection(const char *path, const asyncio_stream_options_
  * freed at loop close).  A handler task still pending when the loop is
  * closed is destroyed and its reader and writer freed with it.  Its
  * return value is the task's outcome: an error nobody retrieves is reported
- * through the loop's exception handler, as Python logs it.
+ * through the loop's exception handler ("Task exception was never
+ * retrieved", as Python 3.11 logs it; 3.12 reports "Unhandled exception in
+ * client_connected_cb" and closes the transport, which the library does on
+ * any return).
  */
 typedef int (*asyncio_stream_handler_fn)(asyncio_stream_reader_t *reader,
                                          asyncio_stream_writer_t *writer, void *arg);

@@ -139,8 +139,11 @@ int asyncio_transport_writelines(asyncio_transport_t *transport, const struct io
 /*
  * Closes the write side after the buffered data (WriteTransport.write_eof()):
  * shutdown(SHUT_WR) on a socket, close on a write pipe.  No-op when closing
- * or already done.  Returns 0, -EINVAL, -EOPNOTSUPP when the transport
- * cannot (can_write_eof() false).
+ * or already done.  An error from shutdown(2) (-ENOTCONN once the peer has
+ * reset the connection) is not returned: Python raises it from write_eof,
+ * or from the writability callback when the buffer drains; here the
+ * broken connection shows up as the next read's error instead.  Returns
+ * 0, -EINVAL, -EOPNOTSUPP when the transport cannot (can_write_eof() false).
  */
 int asyncio_transport_write_eof(asyncio_transport_t *transport);
 
