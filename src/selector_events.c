@@ -97,7 +97,7 @@ struct asyncio_transport {
   struct sockaddr_storage sockname, peername;
   socklen_t socklen, peerlen;
   uint8_t peer_is_dest; /* datagram: peername is only the default destination, not connected */
-  uint8_t read_eof;     /* stream socket: EOF seen and kept open; nothing more to read */
+  uint8_t read_eof;     /* stream socket: EOF was received; nothing more to read */
 };
 
 #if UINTPTR_MAX == 0xffffffffffffffffu
