@@ -136,10 +136,17 @@ ASYNCIO_API int asyncio_sock_sendall(int fd, const void *buf, size_t n, size_t *
   const char *p = buf;
   size_t pos = 0;
   int rc = 0;
-  while (pos < n) {
+  /*
+   * At least one send(2), also for n == 0, as Python's first sock.send(data):
+   * an empty sendall on a shut-down or reset socket reports -EPIPE /
+   * -ECONNRESET instead of succeeding.  Would-block on an empty one is
+   * success (Python: 0 sent == len(data)).
+   */
+  for (;;) {
     ssize_t w = send(fd, p + pos, n - pos, MSG_NOSIGNAL);
     if (w >= 0) {
       pos += (size_t)w;
+      if (pos >= n) break;
       continue;
     }
     if (errno == EINTR) continue;
@@ -147,6 +154,7 @@ ASYNCIO_API int asyncio_sock_sendall(int fd, const void *buf, size_t n, size_t *
       rc = -errno;
       break;
     }
+    if (n == 0) break;
     rc = wait_fd(loop, fd, 1);
     if (rc) break;
   }

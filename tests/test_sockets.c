@@ -908,3 +908,32 @@ TEST(recv_watch_allocation_failure) {
   close(sv[0]);
   close(sv[1]);
 }
+
+/* ---- edge cases where CPython's behaviour is the specification --------------------------- */
+
+static int sendall_empty_main(void *arg) {
+  int *sv = arg;
+  size_t sent = 99;
+  /* A healthy socket: success, and nothing arrives. */
+  CHECK_RC(asyncio_sock_sendall(sv[0], NULL, 0, &sent), 0);
+  CHECK(sent == 0);
+  char c;
+  CHECK(recv(sv[1], &c, 1, 0) < 0 && errno == EAGAIN);
+  /* Shut down for writing: Python's first sock.send(b'') raises BrokenPipeError. */
+  CHECK(shutdown(sv[0], SHUT_WR) == 0);
+  sent = 99;
+  CHECK_RC(asyncio_sock_sendall(sv[0], "", 0, &sent), -EPIPE);
+  CHECK(sent == 0);
+  return 0;
+}
+
+/* sock_sendall(sock, b'') still makes one send: a broken socket says so. */
+TEST(sendall_empty_reports_broken_pipe) {
+  int sv[2];
+  nb_socketpair(SOCK_STREAM, sv);
+  assert_ok(asyncio_run(sendall_empty_main, sv, &plain_run));
+  ASSERT_SOFT();
+  close(sv[0]);
+  close(sv[1]);
+}
+

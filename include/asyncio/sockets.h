@@ -57,6 +57,8 @@ ssize_t asyncio_sock_recvfrom(int fd, void *buf, size_t n, struct sockaddr *addr
 /*
  * Sends all n bytes (loop.sock_sendall), suspending while the socket buffer
  * is full.  Returns 0 once everything was handed to the kernel, or an error.
+ * As in Python, n == 0 still makes one send(2), so a socket that is shut
+ * down or reset reports -EPIPE / -ECONNRESET; it never suspends.
  * Python cannot tell how much went out before an error or a cancellation;
  * here *sent (if non-NULL) always receives the number of bytes written, also
  * when the call fails or returns -ECANCELED.
