@@ -89,6 +89,11 @@ static int wait_fd(asyncio_loop_t *loop, int fd, int write_side) {
 
 static int would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
+/* connect(2) / SO_ERROR codes that mean "not decided yet": wait again. */
+static int connect_pending(int e) {
+  return e == EINPROGRESS || e == EALREADY || e == EINTR || would_block(e);
+}
+
 /* Checks shared by every call: in a task, a non-blocking descriptor. */
 #define PROLOGUE(fd)                          \
   asyncio_loop_t *loop = task_loop();         \
@@ -180,8 +185,13 @@ ASYNCIO_API int asyncio_sock_connect(int fd, const struct sockaddr *addr, sockle
   PROLOGUE(fd);
   if (!addr || addrlen == 0) return -EINVAL;
   if (connect(fd, addr, addrlen) == 0) return 0;
-  /* EINTR: the connection goes on in the background (CPython issue 23618). */
-  if (errno != EINPROGRESS && errno != EINTR && !would_block(errno)) return -errno;
+  /*
+   * EINTR: the connection goes on in the background (CPython issue 23618).
+   * EALREADY: an earlier attempt still runs (a sock_connect that was
+   * cancelled, say); Python's BlockingIOError covers it, so it too waits
+   * for that attempt's outcome.
+   */
+  if (!connect_pending(errno)) return -errno;
   for (;;) {
     int rc = wait_fd(loop, fd, 1);
     if (rc) return rc;
@@ -189,7 +199,7 @@ ASYNCIO_API int asyncio_sock_connect(int fd, const struct sockaddr *addr, sockle
     socklen_t len = sizeof err;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
     if (err == 0) return 0;
-    if (err != EINPROGRESS && err != EINTR && !would_block(err)) return -err;
+    if (!connect_pending(err)) return -err;
   }
 }
 

@@ -937,3 +937,62 @@ TEST(sendall_empty_reports_broken_pipe) {
   close(sv[1]);
 }
 
+typedef struct reconnect {
+  int listener, fill, hung;
+  struct sockaddr_storage addr;
+  socklen_t alen;
+} reconnect_t;
+
+static int connect_waiter(void *arg) {
+  reconnect_t *r = arg;
+  return asyncio_sock_connect(r->hung, (struct sockaddr *)&r->addr, r->alen);
+}
+
+static int reconnect_main(void *arg) {
+  reconnect_t *r = arg;
+  /* The listener's accept queue (backlog 0) is full: the next SYN is dropped
+   * and the connect stays in progress in the kernel. */
+  CHECK_RC(asyncio_sock_connect(r->fill, (struct sockaddr *)&r->addr, r->alen), 0);
+  asyncio_task_t *t;
+  CHECK_RC(asyncio_create_task(&t, connect_waiter, r, NULL), 0);
+  asyncio_sleep(0);
+  CHECK(!asyncio_future_done(t));
+  CHECK_RC(asyncio_task_cancel(t, NULL), 1);
+  CHECK_RC(asyncio_await(t, NULL), -ECANCELED);
+  asyncio_task_free(t);
+  /* Room in the queue: the kernel's retransmitted SYN will get through. */
+  int c = -1;
+  CHECK_RC(asyncio_sock_accept(r->listener, &c, NULL, NULL), 0);
+  if (c >= 0) close(c);
+  /* connect(2) says EALREADY now; Python's BlockingIOError waits for the outcome. */
+  CHECK_RC(asyncio_sock_connect(r->hung, (struct sockaddr *)&r->addr, r->alen), 0);
+  c = -1;
+  CHECK_RC(asyncio_sock_accept(r->listener, &c, NULL, NULL), 0);
+  if (c >= 0) {
+    CHECK_RC(asyncio_sock_sendall(r->hung, "hi", 2, NULL), 0);
+    char buf[2];
+    CHECK_RC(recv_exactly(c, buf, 2), 0);
+    close(c);
+  }
+  /* Linux reports the finished connect to one more connect(2) (0), then
+   * EISCONN, Python's OSError: nothing is waited for either time. */
+  CHECK_RC(asyncio_sock_connect(r->hung, (struct sockaddr *)&r->addr, r->alen), 0);
+  CHECK_RC(asyncio_sock_connect(r->hung, (struct sockaddr *)&r->addr, r->alen), -EISCONN);
+  return 0;
+}
+
+/* A cancelled sock_connect, retried while the kernel still connects, waits for it. */
+TEST(connect_again_while_in_progress) {
+  reconnect_t r;
+  r.listener = tcp_listener(AF_INET, &r.addr, &r.alen);
+  assert_true(r.listener >= 0);
+  assert_int_equal(listen(r.listener, 0), 0);
+  r.fill = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  r.hung = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  assert_ok(asyncio_run(reconnect_main, &r, &plain_run));
+  ASSERT_SOFT();
+  close(r.hung);
+  close(r.fill);
+  close(r.listener);
+}
+

@@ -77,7 +77,10 @@ ssize_t asyncio_sock_sendto(int fd, const void *buf, size_t n, const struct sock
  * use asyncio_getaddrinfo).  On EINPROGRESS it suspends until the socket is
  * writable and returns SO_ERROR's verdict.  Returns 0, -ECONNREFUSED,
  * -ETIMEDOUT, -ENETUNREACH, ...  Cancelled, it returns -ECANCELED and the
- * connection attempt goes on in the kernel (close the socket to stop it).
+ * connection attempt goes on in the kernel (close the socket to stop it);
+ * calling it again then (connect(2) says EALREADY) waits for that attempt's
+ * outcome, as Python's does.  On a connected socket: -EISCONN (Linux
+ * reports a connect that finished in the background once more as 0 first).
  */
 int asyncio_sock_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
 
