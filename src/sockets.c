@@ -19,6 +19,8 @@
  * descriptor and direction, and replacing it would strand the first waiter.
  */
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -226,6 +228,38 @@ ASYNCIO_API int asyncio_sock_accept(int fd, int *conn_fd, struct sockaddr *addr,
 /* ---- sendfile ------------------------------------------------------------------ */
 
 /*
+ * sendfile(2) has no MSG_NOSIGNAL: into a socket whose sending side is shut
+ * down it raises SIGPIPE, whose default action kills the process (Python
+ * never sees it: the interpreter ignores SIGPIPE at startup).  So SIGPIPE
+ * is blocked in this thread around the call, and one the call raised is
+ * taken back before the mask is restored: -EPIPE is all the caller sees,
+ * and the process-wide disposition is left alone.  One the thread already
+ * had pending (blocked by the application) is not ours and stays.  Two
+ * sigprocmask calls per sendfile(2), which moves up to a socket buffer.
+ */
+static ssize_t sendfile_nosigpipe(int sock, int file_fd, off_t *off, size_t n) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  int had_one = 0;
+  if (sigismember(&old, SIGPIPE)) {
+    sigset_t pending;
+    had_one = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+  }
+  ssize_t w = sendfile(sock, file_fd, off, n);
+  int e = errno;
+  if (w < 0 && e == EPIPE && !had_one) {
+    const struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = e;
+  return w;
+}
+
+/*
  * unix_events._sock_sendfile_native: sendfile(2) from a regular file.
  * ASYNCIO_ESENDFILENOTAVAILABLE when it cannot be used and nothing was sent.
  * ctl (nullable): see asyncio__sock_wait.
@@ -244,7 +278,7 @@ int asyncio__sock_sendfile_native(asyncio_loop_t *loop, int sock, int file_fd, o
       if (count - *total < want) want = count - *total;
     }
     off_t off = offset + (off_t)*total;
-    ssize_t w = sendfile(sock, file_fd, &off, want);
+    ssize_t w = sendfile_nosigpipe(sock, file_fd, &off, want);
     if (w > 0) {
       *total += (size_t)w;
       continue;

@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 static const asyncio_run_options_t plain_run = {NULL, true};
@@ -994,5 +997,64 @@ TEST(connect_again_while_in_progress) {
   close(r.hung);
   close(r.fill);
   close(r.listener);
+}
+
+static int sf_sigpipe_main(void *arg) {
+  sf_t *s = arg;
+  size_t sent = 99;
+  CHECK_RC(asyncio_sock_sendfile(s->sv[0], s->file, 0, 0, &sent, &s->opts), -EPIPE);
+  CHECK(sent == 0);
+  return 0;
+}
+
+static int sigpipe_pending(void) {
+  sigset_t p;
+  sigpending(&p);
+  return sigismember(&p, SIGPIPE);
+}
+
+/*
+ * sendfile(2) into a socket shut down for writing raises SIGPIPE (it has no
+ * MSG_NOSIGNAL), which kills a process that left it at SIG_DFL.  Python
+ * ignores SIGPIPE; here the call returns -EPIPE and leaves the signal
+ * disposition, the mask and an application's own pending SIGPIPE alone.
+ */
+TEST(sendfile_into_shut_down_socket_no_sigpipe) {
+  int file;
+  unsigned char *data = make_file(&file);
+  struct sigaction dfl = {0}, saved;
+  dfl.sa_handler = SIG_DFL;
+  sigaction(SIGPIPE, &dfl, &saved);
+  sigset_t pipe_set, mask;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  for (int blocked = 0; blocked < 2; blocked++) {
+    sf_t s = {0};
+    s.file = file;
+    s.opts.no_fallback = true; /* sendfile(2) itself, not sock_sendall */
+    nb_socketpair(SOCK_STREAM, s.sv);
+    assert_int_equal(shutdown(s.sv[0], SHUT_WR), 0);
+    if (blocked) {
+      /* The application blocks SIGPIPE and has one of its own pending. */
+      pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+      raise(SIGPIPE);
+      assert_true(sigpipe_pending());
+    }
+    assert_ok(asyncio_run(sf_sigpipe_main, &s, &plain_run));
+    ASSERT_SOFT();
+    pthread_sigmask(SIG_SETMASK, NULL, &mask);
+    assert_int_equal(sigismember(&mask, SIGPIPE), blocked);
+    assert_int_equal(sigpipe_pending(), blocked);
+    if (blocked) {
+      const struct timespec zero = {0, 0};
+      assert_int_equal(sigtimedwait(&pipe_set, NULL, &zero), SIGPIPE);
+      pthread_sigmask(SIG_UNBLOCK, &pipe_set, NULL);
+    }
+    close(s.sv[0]);
+    close(s.sv[1]);
+  }
+  sigaction(SIGPIPE, &saved, NULL);
+  free(data);
+  close(file);
 }
 

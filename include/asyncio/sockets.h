@@ -23,7 +23,9 @@
  * -- Python raises RuntimeError for a transport's descriptor and otherwise
  * silently replaces the first waiter's callback, which then never wakes;
  * and the negative errno of the system call.  SIGPIPE is never raised:
- * sends use MSG_NOSIGNAL and report -EPIPE.
+ * sends use MSG_NOSIGNAL and report -EPIPE (sendfile(2), which has no such
+ * flag, runs with SIGPIPE blocked in the calling thread, and the signal it
+ * raised is taken back; the process's disposition is not changed).
  */
 #ifndef ASYNCIO_SOCKETS_H
 #define ASYNCIO_SOCKETS_H
