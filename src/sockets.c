@@ -270,7 +270,12 @@ int asyncio__sock_sendfile_native(asyncio_loop_t *loop, int sock, int file_fd, o
   if (fstat(file_fd, &st) < 0) return -errno;
   /* Anything but a regular file could block the loop inside sendfile(2). */
   if (!S_ISREG(st.st_mode)) return ASYNCIO_ESENDFILENOTAVAILABLE;
-  if (offset >= st.st_size) return 0;
+  /*
+   * st_size is not consulted (Python sends nothing when it is 0): files of
+   * /proc and /sys report 0 or a page and hold something else, and a file
+   * may grow.  sendfile(2) says where the end is (0), or refuses such a
+   * file (EINVAL), which sends it through the fallback.
+   */
   for (;;) {
     size_t want = SENDFILE_CHUNK;
     if (count) {

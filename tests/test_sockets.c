@@ -1058,3 +1058,43 @@ TEST(sendfile_into_shut_down_socket_no_sigpipe) {
   close(file);
 }
 
+static int sf_proc_main(void *arg) {
+  sf_t *s = arg;
+  asyncio_task_t *t;
+  CHECK_RC(asyncio_create_task(&t, sf_reader, s, NULL), 0);
+  s->rc = asyncio_sock_sendfile(s->sv[0], s->file, 0, 0, &s->sent, NULL);
+  shutdown(s->sv[0], SHUT_WR);
+  CHECK_RC(asyncio_await(t, NULL), 0);
+  asyncio_task_free(t);
+  return 0;
+}
+
+/*
+ * A /proc file is regular but reports size 0 and refuses sendfile(2): its
+ * contents go through the fallback.  (Python's count=None sends nothing:
+ * it takes st_size for the block size.)
+ */
+TEST(sendfile_size_zero_proc_file) {
+  int file = open("/proc/version", O_RDONLY | O_CLOEXEC);
+  if (file < 0) skip();
+  char want[4096];
+  ssize_t wn = read(file, want, sizeof want);
+  assert_true(wn > 0);
+  struct stat st;
+  assert_int_equal(fstat(file, &st), 0);
+  assert_true(S_ISREG(st.st_mode));
+  sf_t s = {0};
+  s.file = file;
+  s.got = malloc(FILE_SIZE + 1);
+  nb_socketpair(SOCK_STREAM, s.sv);
+  assert_ok(asyncio_run(sf_proc_main, &s, &plain_run));
+  ASSERT_SOFT();
+  assert_rc(s.rc, 0);
+  assert_int_equal(s.sent, (size_t)wn);
+  assert_int_equal(s.ngot, (size_t)wn);
+  assert_memory_equal(s.got, want, (size_t)wn);
+  free(s.got);
+  close(s.sv[0]);
+  close(s.sv[1]);
+  close(file);
+}

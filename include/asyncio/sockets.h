@@ -108,10 +108,16 @@ typedef struct asyncio_sendfile_options {
 /*
  * Sends `count` bytes of file_fd, starting at `offset`, to the connected
  * stream socket `sock` (loop.sock_sendfile(sock, file, offset, count)).
- * count 0 means up to the end of the file.  Uses sendfile(2), suspending
- * while the socket is full; if sendfile(2) fails before sending anything, it
- * falls back to reading blocks of 256 KiB on the default executor and
- * sock_sendall-ing them, unless options->no_fallback.  As in Python, the
+ * count 0 means up to the end of the file (Python's None; Python refuses
+ * 0).  Uses sendfile(2), suspending while the socket is full; if sendfile(2)
+ * cannot serve the file (not a regular file, or refused with EINVAL,
+ * ENOSYS, ... before anything was sent), it falls back to reading blocks of
+ * 256 KiB on the default executor and sock_sendall-ing them, unless
+ * options->no_fallback.  Other errors of sendfile(2) (-EPIPE, -ECONNRESET)
+ * are returned as they are, where Python turns any error before the first
+ * byte into SendfileNotAvailableError and lets the fallback meet it again.
+ * The file's st_size is not trusted: a /proc file that reports 0 is sent
+ * through the fallback (Python's count=None sends nothing of it).  As in Python, the
  * file's position is left at offset + bytes sent (when anything was sent
  * and the file is seekable).  *sent (if non-NULL) gets the bytes sent, also
  * on error and on -ECANCELED.  Returns 0, -EINVAL (not a non-blocking
