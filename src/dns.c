@@ -66,15 +66,14 @@ static int gai_code(int e, int saved_errno) {
 typedef struct gai_req {
   size_t size;             /* of this allocation */
   char *host, *service;    /* into the tail, or NULL */
-  struct addrinfo hints;
-  int has_hints;
+  struct addrinfo hints; /* always passed: see asyncio_getaddrinfo */
   struct addrinfo *res;
 } gai_req_t;
 
 static int gai_work(void *arg, void **value) {
   gai_req_t *r = arg;
   errno = 0;
-  int e = getaddrinfo(r->host, r->service, r->has_hints ? &r->hints : NULL, &r->res);
+  int e = getaddrinfo(r->host, r->service, &r->hints, &r->res);
   int rc = gai_code(e, errno);
   if (rc) r->res = NULL;
   *value = r;
@@ -109,13 +108,18 @@ ASYNCIO_API int asyncio_getaddrinfo(const char *host, const char *service,
     tail += hl;
   }
   if (service) r->service = memcpy(tail, service, sl);
+  /*
+   * NULL hints are Python's defaults: family, type, proto and flags 0, as
+   * socket.getaddrinfo always passes them.  getaddrinfo(3) itself reads NULL
+   * hints as flags AI_V4MAPPED | AI_ADDRCONFIG, which drops a family that
+   * only loopback has, so the zeroed struct is passed instead.
+   */
   if (hints) {
     /* Only the fields getaddrinfo(3) reads from hints. */
     r->hints.ai_flags = hints->ai_flags;
     r->hints.ai_family = hints->ai_family;
     r->hints.ai_socktype = hints->ai_socktype;
     r->hints.ai_protocol = hints->ai_protocol;
-    r->has_hints = 1;
   }
   asyncio_future_t *f;
   int rc = asyncio__run_in_executor(loop, NULL, gai_work, r, gai_abandon, &f);

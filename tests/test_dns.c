@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -24,6 +25,30 @@
 #include <string.h>
 
 static const asyncio_run_options_t plain_run = {NULL, true};
+
+/*
+ * The getaddrinfo(3) the library calls: this definition in the test
+ * executable comes first at link time, so it sees every call the worker
+ * threads make.  It records the hints it was given and, for the host
+ * FAKE_HOST, returns fake_eai with errno fake_errno instead of resolving;
+ * everything else goes to the C library's.
+ */
+#define FAKE_HOST "eai.test"
+typedef int (*gai_fn_t)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+static atomic_int fake_eai, fake_errno, saw_hints, saw_flags, saw_family;
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res) {
+  atomic_store(&saw_hints, hints != NULL);
+  atomic_store(&saw_flags, hints ? hints->ai_flags : -1);
+  atomic_store(&saw_family, hints ? hints->ai_family : -1);
+  if (node && strcmp(node, FAKE_HOST) == 0) {
+    errno = atomic_load(&fake_errno);
+    return atomic_load(&fake_eai);
+  }
+  gai_fn_t real = (gai_fn_t)dlsym(RTLD_NEXT, "getaddrinfo");
+  return real(node, service, hints, res);
+}
 
 static int is_gai_code(int rc) {
   return rc == ASYNCIO_EGAI || (rc <= ASYNCIO_EGAI_NONAME && rc >= ASYNCIO_EGAI_OVERFLOW);
@@ -404,4 +429,78 @@ TEST(lookups_pending_at_loop_close) {
   asyncio_task_free(main_task);
   assert_ok(asyncio_executor_free(ex));
   sem_destroy(&release_sem);
+}
+
+/* ---- what reaches getaddrinfo(3), and what comes back ---------------------------------- */
+
+static int null_hints_main(void *arg) {
+  (void)arg;
+  struct addrinfo *res = NULL;
+  atomic_store(&saw_hints, 0);
+  atomic_store(&saw_flags, -1);
+  CHECK_RC(asyncio_getaddrinfo("127.0.0.1", "80", NULL, &res), 0);
+  CHECK(res != NULL);
+  asyncio_freeaddrinfo(res);
+  /* Python's defaults reach the resolver: a zeroed hints struct, not NULL
+   * (which getaddrinfo(3) reads as AI_V4MAPPED | AI_ADDRCONFIG). */
+  CHECK(atomic_load(&saw_hints) == 1);
+  CHECK(atomic_load(&saw_flags) == 0 && atomic_load(&saw_family) == AF_UNSPEC);
+  /* Given hints are passed on. */
+  struct addrinfo hints = {0};
+  hints.ai_family = AF_INET;
+  hints.ai_flags = AI_NUMERICHOST | AI_CANONNAME;
+  res = NULL;
+  CHECK_RC(asyncio_getaddrinfo("127.0.0.1", NULL, &hints, &res), 0);
+  asyncio_freeaddrinfo(res);
+  CHECK(atomic_load(&saw_flags) == (AI_NUMERICHOST | AI_CANONNAME));
+  CHECK(atomic_load(&saw_family) == AF_INET);
+  return 0;
+}
+
+/* loop.getaddrinfo(host, port) passes family=type=proto=flags=0. */
+TEST(getaddrinfo_null_hints_are_pythons_defaults) {
+  assert_ok(asyncio_run(null_hints_main, NULL, &plain_run));
+  ASSERT_SOFT();
+}
+
+static int eai_codes_main(void *arg) {
+  (void)arg;
+  static const struct {
+    int eai, err, want;
+  } cases[] = {
+      {EAI_NONAME, 0, ASYNCIO_EGAI_NONAME},
+      {EAI_AGAIN, 0, ASYNCIO_EGAI_AGAIN},
+      {EAI_FAIL, 0, ASYNCIO_EGAI_FAIL},
+      {EAI_SERVICE, 0, ASYNCIO_EGAI_SERVICE},
+      {EAI_FAMILY, 0, ASYNCIO_EGAI_FAMILY},
+      {EAI_SOCKTYPE, 0, ASYNCIO_EGAI_SOCKTYPE},
+      {EAI_BADFLAGS, 0, ASYNCIO_EGAI_BADFLAGS},
+      {EAI_OVERFLOW, 0, ASYNCIO_EGAI_OVERFLOW},
+      {EAI_NODATA, 0, ASYNCIO_EGAI_NODATA},
+      {EAI_ADDRFAMILY, 0, ASYNCIO_EGAI_ADDRFAMILY},
+      /* Python: gaierror(EAI_MEMORY); here the errno every allocation failure has. */
+      {EAI_MEMORY, 0, -ENOMEM},
+      /* Python: OSError(errno), not gaierror. */
+      {EAI_SYSTEM, EMFILE, -EMFILE},
+      {EAI_SYSTEM, ENOENT, -ENOENT},
+      {EAI_SYSTEM, 0, ASYNCIO_EGAI},
+      /* glibc's other codes have no code of their own. */
+      {EAI_IDN_ENCODE, 0, ASYNCIO_EGAI},
+      {EAI_INTR, 0, ASYNCIO_EGAI},
+      {-12345, 0, ASYNCIO_EGAI},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    atomic_store(&fake_eai, cases[i].eai);
+    atomic_store(&fake_errno, cases[i].err);
+    struct addrinfo *res = (struct addrinfo *)1;
+    CHECK_RC(asyncio_getaddrinfo(FAKE_HOST, "80", NULL, &res), cases[i].want);
+    CHECK(res == NULL);
+  }
+  return 0;
+}
+
+/* Every EAI_* code getaddrinfo(3) can return maps as dns.h says (socket.gaierror). */
+TEST(getaddrinfo_every_eai_code) {
+  assert_ok(asyncio_run(eai_codes_main, NULL, &plain_run));
+  ASSERT_SOFT();
 }

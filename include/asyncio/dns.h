@@ -33,7 +33,13 @@ extern "C" {
  * Resolves host and/or service (loop.getaddrinfo(host, port, family=,
  * type=, proto=, flags=)).  Suspends the calling task while a worker thread
  * runs getaddrinfo(3); never blocks the loop.  host or service may be NULL
- * (not both); hints may be NULL (any family, type and protocol).
+ * (not both: -EINVAL, where Python's getaddrinfo(None, None) raises gaierror
+ * EAI_NONAME); hints may be NULL: Python's defaults, family, type, proto
+ * and flags all 0 (not getaddrinfo(3)'s AI_V4MAPPED | AI_ADDRCONFIG for NULL
+ * hints).  Only ai_flags, ai_family, ai_socktype and ai_protocol are read
+ * from hints.  host is passed as it is: Python first encodes a str host
+ * with the "idna" codec (IDNA 2003); for a non-ASCII name pass its A-label
+ * (xn--...) or set AI_IDN.
  * Returns 0 and stores the list in *res, which the caller owns and frees
  * with asyncio_freeaddrinfo(); on error *res is NULL.  Errors: -EINVAL
  * (res NULL, or both host and service NULL), ASYNCIO_ENOTASK (not called
