@@ -1106,7 +1106,11 @@ ASYNCIO_API int asyncio_transport_sendto(asyncio_transport_t *t, const void *dat
   if ((!data && n) || (addr && (addrlen == 0 || addrlen > sizeof(struct sockaddr_storage))))
     return -EINVAL;
   if (t->kind != ASYNCIO__TK_DATAGRAM) return -EOPNOTSUPP;
-  if (n > 65535) return -EMSGSIZE;
+  /* No IP datagram carries more.  An AF_UNIX one may: its limit is the
+   * socket buffer, and the kernel says so through error_received. */
+  if (UNLIKELY(n > 65535) &&
+      (t->sockname.ss_family == AF_INET || t->sockname.ss_family == AF_INET6))
+    return -EMSGSIZE;
   if (addr && t->peerlen && !same_addr(&t->peername, t->peerlen, addr, addrlen)) return -EINVAL;
   if (!addr && !t->peerlen) return -EINVAL;
   if (!addr && !t->connected) { /* the default destination; queued with the datagram too */

@@ -184,7 +184,9 @@ int asyncio_transport_get_write_buffer_limits(const asyncio_transport_t *transpo
  * address on a connected socket that is not its peer, as Python's
  * ValueError, likewise for an allow_broadcast endpoint's remote address;
  * no address on an unconnected one without it), -EOPNOTSUPP on a stream
- * transport, -EMSGSIZE for more than 65535 bytes, -ENOMEM.
+ * transport, -EMSGSIZE for more than 65535 bytes on an IP socket (Python
+ * hands it to the kernel, whose EMSGSIZE reaches error_received; an
+ * AF_UNIX datagram is limited by the socket buffer only), -ENOMEM.
  */
 int asyncio_transport_sendto(asyncio_transport_t *transport, const void *data, size_t n,
                              const struct sockaddr *addr, socklen_t addrlen);
