@@ -1117,7 +1117,13 @@ ASYNCIO_API int asyncio_transport_sendto(asyncio_transport_t *t, const void *dat
     addr = (const struct sockaddr *)&t->peername;
     addrlen = t->peerlen;
   }
-  if (t->conn_lost || t->closing) {
+  /*
+   * Python's sendto has no closing check: while close() still flushes the
+   * queue, a datagram joins it and goes out before connection_lost, as a
+   * stream transport's write does.  Once nothing is queued, or the
+   * connection is lost, it is ignored.
+   */
+  if (UNLIKELY(t->conn_lost || (t->closing && !t->dhead))) {
     if (t->conn_lost) t->conn_lost++;
     return 0;
   }

@@ -69,7 +69,8 @@ static int udp_echo_main(void *arg) {
   asyncio_transport_get_peername(ct, (struct sockaddr *)&ss, &sl);
   CHECK_RC(asyncio_transport_sendto(ct, "pong", 4, (struct sockaddr *)&ss, sl), 0);
   WAIT_UNTIL(c->cli.ndgrams == 2);
-  /* Unconnected: an address is required.  Empty datagrams are allowed (3.12). */
+  /* Unconnected: an address is required.  Empty datagrams are sent (Python 3.13; 3.11 and
+   * 3.12 drop them). */
   CHECK_RC(asyncio_transport_sendto(st, "x", 1, NULL, 0), -EINVAL);
   CHECK_RC(asyncio_transport_sendto(ct, "", 0, NULL, 0), 0);
   WAIT_UNTIL(c->srv.ndgrams == 3);
@@ -269,6 +270,105 @@ static int udp_broadcast_remote_main(void *arg) {
 TEST(udp_broadcast_remote_stays_unconnected) {
   dctx_t c = {0};
   assert_ok(run_main(udp_broadcast_remote_main, &c));
+  ASSERT_SOFT();
+}
+
+/*
+ * The send queue (_SelectorDatagramTransport._buffer): while sendto(2) says
+ * EAGAIN (injected) datagrams queue up; each counts its length plus 8 bytes
+ * of header (Python 3.13) towards get_write_buffer_size and the water
+ * marks.  close() flushes the queue first, and a datagram sent meanwhile
+ * joins it (Python's sendto has no closing check); abort() drops it.
+ */
+static int g_block_sendto;
+static ssize_t sendto_blocked(int fd, const void *buf, size_t n, int flags,
+                              const struct sockaddr *addr, socklen_t addrlen) {
+  if (g_block_sendto) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return sendto(fd, buf, n, flags, addr, addrlen);
+}
+
+static int udp_queue_main(void *arg) {
+  dctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_datagram_options_t so = {.local_host = "127.0.0.1"};
+  asyncio_transport_t *st = NULL, *ct = NULL, *ct2 = NULL;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->srv, &so, &st, NULL), 0);
+  if (!st) return -1;
+  struct sockaddr_in to;
+  socklen_t sl = sizeof to;
+  CHECK_RC(asyncio_transport_get_sockname(st, (struct sockaddr *)&to, &sl), 0);
+  const struct sockaddr *a = (const struct sockaddr *)&to;
+  asyncio_datagram_options_t co = {.local_host = "127.0.0.1"}; /* unconnected: sendto(2) */
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &co, &ct, NULL), 0);
+  if (!ct) return -1;
+  asyncio__sys_t saved = asyncio__sys;
+  asyncio__sys.sendto = sendto_blocked;
+
+  /* Flow control: high 54 = three 10-byte datagrams with their headers. */
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(ct, 54, 18), 0);
+  g_block_sendto = 1;
+  for (int i = 0; i < 3; i++) CHECK_RC(asyncio_transport_sendto(ct, "0123456789", 10, a, sl), 0);
+  CHECK(asyncio_transport_get_write_buffer_size(ct) == 3 * 18);
+  CHECK(c->cli.paused == 0);
+  CHECK_RC(asyncio_transport_sendto(ct, "", 0, a, sl), 0); /* an empty one counts its header */
+  CHECK(asyncio_transport_get_write_buffer_size(ct) == 3 * 18 + 8);
+  CHECK(c->cli.paused == 1);
+  g_block_sendto = 0;
+  WAIT_UNTIL(c->srv.ndgrams == 4);
+  CHECK(c->srv.ndata == 0); /* the empty one came last */
+  CHECK(asyncio_transport_get_write_buffer_size(ct) == 0);
+  CHECK(c->cli.resumed == 1);
+
+  /* close() with datagrams queued: they go out, and so does one sent meanwhile. */
+  g_block_sendto = 1;
+  CHECK_RC(asyncio_transport_sendto(ct, "q1", 2, a, sl), 0);
+  CHECK_RC(asyncio_transport_sendto(ct, "q2", 2, a, sl), 0);
+  CHECK_RC(asyncio_transport_close(ct), 0);
+  CHECK(asyncio_transport_is_closing(ct));
+  CHECK_RC(asyncio_transport_sendto(ct, "q3", 2, a, sl), 0);
+  CHECK(asyncio_transport_get_write_buffer_size(ct) == 3 * (2 + 8));
+  asyncio_sleep(0);
+  CHECK(c->cli.lost == 0); /* still flushing */
+  g_block_sendto = 0;
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == 0);
+  WAIT_UNTIL(c->srv.ndgrams == 7);
+  CHECK(c->srv.ndata == 2 && memcmp(c->srv.data, "q3", 2) == 0);
+
+  /* abort() drops the queue: nothing of it arrives. */
+  peer_t p2 = {0};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &p2, &co, &ct2, NULL), 0);
+  if (!ct2) return -1;
+  g_block_sendto = 1;
+  CHECK_RC(asyncio_transport_sendto(ct2, "lost", 4, a, sl), 0);
+  CHECK(asyncio_transport_get_write_buffer_size(ct2) == 12);
+  CHECK_RC(asyncio_transport_abort(ct2), 0);
+  CHECK(asyncio_transport_get_write_buffer_size(ct2) == 0);
+  CHECK_RC(asyncio_transport_sendto(ct2, "late", 4, a, sl), 0); /* ignored */
+  g_block_sendto = 0;
+  WAIT_UNTIL(p2.lost == 1);
+  CHECK(p2.lost_err == 0);
+  /* A marker sent after the abort arrives next: the dropped one never did. */
+  int raw = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  CHECK(sendto(raw, "mark", 4, 0, a, sl) == 4);
+  close(raw);
+  WAIT_UNTIL(c->srv.ndgrams == 8);
+  CHECK(c->srv.ndata == 4 && memcmp(c->srv.data, "mark", 4) == 0);
+  asyncio__sys = saved;
+  CHECK_RC(asyncio_transport_close(st), 0);
+  WAIT_UNTIL(c->srv.lost);
+  CHECK(c->cli.errs == 0 && c->srv.errs == 0);
+  return 0;
+}
+
+TEST(udp_queue_flow_control_close_and_abort) {
+  dctx_t c = {0};
+  int rc = run_main(udp_queue_main, &c);
+  g_block_sendto = 0;
+  assert_ok(rc);
   ASSERT_SOFT();
 }
 

@@ -156,7 +156,13 @@ bool asyncio_transport_can_write_eof(const asyncio_transport_t *transport);
  */
 int asyncio_transport_abort(asyncio_transport_t *transport);
 
-/* Bytes waiting in the write buffer (WriteTransport.get_write_buffer_size()). */
+/*
+ * Bytes waiting in the write buffer (WriteTransport.get_write_buffer_size()).
+ * A datagram transport counts each queued datagram as its length plus 8
+ * bytes of header, as Python 3.13 does (3.11 and 3.12 count the data only,
+ * so a flood of empty datagrams never reached the high-water mark); the
+ * water marks apply to that sum.
+ */
 size_t asyncio_transport_get_write_buffer_size(const asyncio_transport_t *transport);
 
 /*
@@ -179,7 +185,14 @@ int asyncio_transport_get_write_buffer_limits(const asyncio_transport_t *transpo
  * Sends one datagram (DatagramTransport.sendto(data, addr)); addr NULL sends
  * to the connected peer, or to the remote address an allow_broadcast
  * endpoint was made with.  Never blocks: when the socket is full the datagram
- * is queued.  Send errors go to error_received (the transport stays open).
+ * is queued (a copy), and pause_writing is called once the queue is above
+ * the high-water mark.  A datagram of 0 bytes is sent (Python 3.13; 3.11
+ * and 3.12 drop it).  Send errors, also those of queued datagrams (an ICMP
+ * port unreachable comes back as -ECONNREFUSED on a connected socket), go
+ * to error_received and drop that one datagram; the transport stays open.
+ * After close(), a datagram joins the queue while it is still being
+ * flushed (Python's sendto does not check for closing); once the queue is
+ * empty, or after abort() or connection_lost, it is ignored.
  * Returns 0 (also when ignored after close), -EINVAL (bad arguments; an
  * address on a connected socket that is not its peer, as Python's
  * ValueError, likewise for an allow_broadcast endpoint's remote address;
