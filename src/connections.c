@@ -598,9 +598,11 @@ ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
   if (transport) *transport = NULL;
   if (!loop || !factory || !transport || !o) return -EINVAL;
   if (o->use_sock) {
-    if (o->sock < 0 || o->local_host || o->remote_host || o->family || o->proto ||
-        o->reuse_port || o->allow_broadcast)
-      return -EINVAL; /* Python: "socket modifier keyword arguments can not be used" */
+    /* Python: "socket modifier keyword arguments can not be used" (flags
+     * among them); a port is half of local_addr / remote_addr. */
+    if (o->sock < 0 || o->local_host || o->remote_host || o->local_port || o->remote_port ||
+        o->family || o->proto || o->flags || o->reuse_port || o->allow_broadcast)
+      return -EINVAL;
   } else if (!o->local_host && !o->remote_host && !o->family) {
     return -EINVAL; /* "unexpected address family" */
   }

@@ -408,6 +408,41 @@ TEST(unix_datagram_larger_than_64k) {
   ASSERT_SOFT();
 }
 
+/* sock= with any of the other options: Python's ValueError, flags included. */
+static int udp_sock_modifiers_main(void *arg) {
+  dctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  asyncio_transport_t *t = NULL;
+  asyncio_datagram_options_t o = {.use_sock = true, .sock = s, .flags = AI_PASSIVE};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &o, &t, NULL),
+           -EINVAL);
+  o.flags = 0;
+  o.local_port = 5353;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &o, &t, NULL),
+           -EINVAL);
+  o.local_port = 0;
+  o.remote_port = 53;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &o, &t, NULL),
+           -EINVAL);
+  CHECK(t == NULL && c->cli.made == 0);
+  o.remote_port = 0;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &c->cli, &o, &t, NULL), 0);
+  if (t) {
+    CHECK_RC(asyncio_transport_close(t), 0); /* the transport owns s now */
+    WAIT_UNTIL(c->cli.lost);
+  } else {
+    close(s);
+  }
+  return 0;
+}
+
+TEST(udp_sock_with_modifiers_refused) {
+  dctx_t c = {0};
+  assert_ok(run_main(udp_sock_modifiers_main, &c));
+  ASSERT_SOFT();
+}
+
 /* ---- pipes ------------------------------------------------------------------------------- */
 
 static int pipes_main(void *arg) {

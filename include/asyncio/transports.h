@@ -367,7 +367,12 @@ typedef struct asyncio_datagram_options {
   int flags;
   bool reuse_port;      /* SO_REUSEPORT */
   bool allow_broadcast; /* SO_BROADCAST */
-  /* An existing datagram socket to wrap (sock=), with use_sock; owned as in create_connection. */
+  /*
+   * An existing datagram socket to wrap (sock=), with use_sock; owned as in
+   * create_connection.  Every other field must then be 0 / NULL / false,
+   * ports and flags included (-EINVAL: Python's "socket modifier keyword
+   * arguments can not be used").
+   */
   int sock;
   bool use_sock;
 } asyncio_datagram_options_t;
