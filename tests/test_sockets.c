@@ -1098,3 +1098,39 @@ TEST(sendfile_size_zero_proc_file) {
   close(s.sv[1]);
   close(file);
 }
+
+static int empty_dgram_main(void *arg) {
+  int *sv = arg;
+  /* sock_sendto(sock, b'', addr) sends an empty datagram; sock_recvfrom
+   * returns it as 0 bytes, which on a datagram socket is no EOF. */
+  struct sockaddr_storage to;
+  socklen_t tl = sizeof to;
+  CHECK(getsockname(sv[1], (struct sockaddr *)&to, &tl) == 0);
+  CHECK_RC((int)asyncio_sock_sendto(sv[0], "", 0, (struct sockaddr *)&to, tl), 0);
+  CHECK_RC((int)asyncio_sock_sendto(sv[0], "x", 1, (struct sockaddr *)&to, tl), 1);
+  char buf[8];
+  CHECK_RC((int)asyncio_sock_recvfrom(sv[1], buf, sizeof buf, NULL, NULL), 0);
+  CHECK_RC((int)asyncio_sock_recvfrom(sv[1], buf, sizeof buf, NULL, NULL), 1);
+  /* sock_recv of an empty datagram is 0 as well, and the next one still comes. */
+  CHECK_RC((int)asyncio_sock_sendto(sv[0], "", 0, (struct sockaddr *)&to, tl), 0);
+  CHECK_RC((int)asyncio_sock_sendto(sv[0], "yz", 2, (struct sockaddr *)&to, tl), 2);
+  CHECK_RC((int)asyncio_sock_recv(sv[1], buf, sizeof buf), 0);
+  CHECK_RC((int)asyncio_sock_recv(sv[1], buf, sizeof buf), 2);
+  return 0;
+}
+
+/* Zero-length datagrams through sock_sendto / sock_recvfrom / sock_recv (UDP). */
+TEST(udp_empty_datagrams) {
+  int sv[2];
+  for (int i = 0; i < 2; i++) {
+    sv[i] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(sv[i], (struct sockaddr *)&sin, sizeof sin), 0);
+  }
+  assert_ok(asyncio_run(empty_dgram_main, sv, &plain_run));
+  ASSERT_SOFT();
+  close(sv[0]);
+  close(sv[1]);
+}
