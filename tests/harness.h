@@ -90,4 +90,18 @@ extern char harness_soft_fail[512];
     }                                                                            \
   } while (0)
 
+/*
+ * Runs a call that would wait for ever under an asyncio.timeout of 20 ms: it
+ * must end with -ECANCELED, which leaving the scope turns into -ETIMEDOUT.
+ */
+#define EXPECT_TIMEOUT(call)                                                     \
+  do {                                                                           \
+    asyncio_timeout_t *tm_ = NULL;                                               \
+    CHECK_RC(asyncio_timeout_enter(&tm_, 0.02), 0);                              \
+    int rc_ = (int)(call);                                                       \
+    CHECK_RC(rc_, -ECANCELED);                                                   \
+    CHECK_RC(asyncio_timeout_exit(tm_, rc_), -ETIMEDOUT);                        \
+    asyncio_timeout_free(tm_);                                                   \
+  } while (0)
+
 #endif

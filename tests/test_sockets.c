@@ -695,16 +695,6 @@ TEST(cancel_while_waiting) {
  * ends with -ECANCELED, the scope turns that into -ETIMEDOUT, no watcher is
  * left behind, and the descriptor still works.
  */
-#define EXPECT_TIMEOUT(call)                                                    \
-  do {                                                                         \
-    asyncio_timeout_t *tm_ = NULL;                                             \
-    CHECK_RC(asyncio_timeout_enter(&tm_, 0.02), 0);                            \
-    int rc_ = (int)(call);                                                     \
-    CHECK_RC(rc_, -ECANCELED);                                                 \
-    CHECK_RC(asyncio_timeout_exit(tm_, rc_), -ETIMEDOUT);                      \
-    asyncio_timeout_free(tm_);                                                 \
-  } while (0)
-
 static int scope_main(void *arg) {
   (void)arg;
   asyncio_loop_t *loop = asyncio_get_running_loop();

@@ -926,16 +926,6 @@ TEST(read_timeout_keeps_connection) {
  * around any await): it ends with -ECANCELED, the scope turns that into
  * -ETIMEDOUT, and the stream is still usable afterwards.
  */
-#define EXPECT_TIMEOUT(call)                                                    \
-  do {                                                                         \
-    asyncio_timeout_t *tm_ = NULL;                                             \
-    CHECK_RC(asyncio_timeout_enter(&tm_, 0.02), 0);                            \
-    int rc_ = (int)(call);                                                     \
-    CHECK_RC(rc_, -ECANCELED);                                                 \
-    CHECK_RC(asyncio_timeout_exit(tm_, rc_), -ETIMEDOUT);                      \
-    asyncio_timeout_free(tm_);                                                 \
-  } while (0)
-
 static int scope_handler(reader_t *r, writer_t *w, void *arg) {
   (void)w, (void)arg;
   char b[16];
