@@ -11,8 +11,9 @@
  * descriptor table costs one wakeup per delay, not a busy loop.
  * Invariants, as Python's: `closed` is Server._sockets is None; `woken` is
  * Server._waiters is None (closed and no clients left): from then on
- * wait_closed returns at once.  A client leaves the list in its
- * connection_lost step (asyncio__server_detach).
+ * wait_closed returns at once.  A connection counts in nclients from
+ * before its factory runs (which may close the server) and leaves the list
+ * in its connection_lost step (asyncio__server_detach).
  */
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -82,12 +83,12 @@ static void wakeup(asyncio_server_t *s) {
   s->nwaiters = s->capwaiters = 0;
 }
 
+/* Links a client whose slot in nclients was taken before its factory ran (accept_ready). */
 static void attach(asyncio_server_t *s, asyncio_transport_t *t) {
   *asyncio__transport_prev_slot(t) = NULL;
   *asyncio__transport_next_slot(t) = s->clients;
   if (s->clients) *asyncio__transport_prev_slot(s->clients) = t;
   s->clients = t;
-  s->nclients++;
 }
 
 void asyncio__server_detach(asyncio_server_t *s, asyncio_transport_t *t) {
@@ -170,11 +171,17 @@ static void accept_ready(int fd, void *arg) {
       int one = 1;
       (void)setsockopt(c, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     }
+    /*
+     * The connection counts as active from here: the factory may close the
+     * server, and wait_closed must still wait for the client it makes.
+     */
+    s->nclients++;
     asyncio_transport_t *t;
     int rc = asyncio__transport_new(s->loop, c, ASYNCIO__TK_SOCKET, s->factory, s->factory_arg, s,
                                     NULL, (struct sockaddr *)&ss, sl, 0, &t);
     if (rc < 0) {
       close(c);
+      if (--s->nclients == 0 && s->closed) wakeup(s);
       report(s->loop, "Error on transport creation for incoming connection", rc);
       continue;
     }

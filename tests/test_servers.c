@@ -1044,3 +1044,49 @@ TEST(create_server_pending_at_loop_close_after_bind) {
   assert_null(r.s.srv);
   asyncio_task_free(t);
 }
+
+/* ---- a factory that closes its server ----------------------------------------------------- */
+
+/*
+ * A factory that stops the server at its first connection (a one-shot
+ * server).  The connection it makes was accepted before the close, so it is
+ * one of the server's clients: wait_closed (3.12.1) waits for it, and
+ * close_clients reaches it.  (Python calls the factory later, from a task,
+ * where a closed server trips an assertion in _attach; here it runs inside
+ * the accept loop, which stops once the server is closed.)
+ */
+static int closing_factory(void *arg, const asyncio_protocol_t **proto, void **inst) {
+  sctx_t *c = arg;
+  CHECK_RC(asyncio_server_close(c->srv), 0);
+  CHECK(!asyncio_server_is_serving(c->srv));
+  return pool_factory(&c->pool, proto, inst);
+}
+
+static int factory_closes_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_create_server(loop, closing_factory, c, "127.0.0.1", 0, NULL, &c->srv), 0);
+  if (!c->srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", server_port(c->srv, 0), &t), 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  CHECK_RC(asyncio_server_sockets(c->srv, NULL, 0), 0);
+  asyncio_task_t *w = NULL;
+  CHECK_RC(asyncio_create_task(&w, waiter_task, c, NULL), 0);
+  for (int i = 0; i < 3; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(!asyncio_future_done(w)); /* the connection the factory made is still open */
+  CHECK_RC(asyncio_server_close_clients(c->srv), 0);
+  CHECK_RC(asyncio_await(w, NULL), 0);
+  CHECK(c->pool.peers[0].lost == 1);
+  CHECK(c->pool.peers[0].order < c->order_done);
+  asyncio_task_free(w);
+  WAIT_UNTIL(c->cli[0].lost == 1);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(factory_closing_server_keeps_its_client) {
+  sctx_t c = {0};
+  assert_ok(run_main(factory_closes_main, &c));
+  ASSERT_SOFT();
+}
