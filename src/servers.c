@@ -481,7 +481,10 @@ ASYNCIO_API int asyncio_loop_create_server(asyncio_loop_t *loop,
   if (server) *server = NULL;
   if (!loop || !factory || !server) return -EINVAL;
   int use_sock = o && o->use_sock;
-  if (use_sock ? (host || (o->hosts && o->hosts[0]) || o->sock < 0) : (port < 0 || port > 65535))
+  /* With sock=, any host or port is Python's "host/port and sock" ValueError
+   * (port 0 stands for port=None here). */
+  if (use_sock ? (host || (o->hosts && o->hosts[0]) || port != 0 || o->sock < 0)
+               : (port < 0 || port > 65535))
     return -EINVAL;
   if (o && (o->backlog < 0 || o->accept_retry_delay < 0)) return -EINVAL;
   int rc = asyncio__check_thread(loop);

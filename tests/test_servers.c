@@ -1090,3 +1090,57 @@ TEST(factory_closing_server_keeps_its_client) {
   assert_ok(run_main(factory_closes_main, &c));
   ASSERT_SOFT();
 }
+
+/* ---- sock= ------------------------------------------------------------------------------- */
+
+static int bound_tcp_socket(int type) {
+  int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
+  return fd;
+}
+
+static int server_sock_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int fd = bound_tcp_socket(SOCK_STREAM);
+  asyncio_server_options_t o = {.use_sock = true, .sock = fd};
+  /* Python's ValueError('host/port and sock can not be specified at the same time'). */
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, NULL, 8080, &o, &c->srv),
+           -EINVAL);
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &o, &c->srv),
+           -EINVAL);
+  static const char *const hosts[] = {"127.0.0.1", NULL};
+  o.hosts = hosts;
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, NULL, 0, &o, &c->srv),
+           -EINVAL);
+  o.hosts = NULL;
+  CHECK(c->srv == NULL);
+  CHECK(fcntl(fd, F_GETFD) >= 0); /* refused: still the caller's */
+  /* Not a stream socket: ValueError('A Stream Socket was expected'). */
+  int ufd = bound_tcp_socket(SOCK_DGRAM);
+  asyncio_server_options_t ou = {.use_sock = true, .sock = ufd};
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, NULL, 0, &ou, &c->srv),
+           -EINVAL);
+  close(ufd);
+  /* The right way: the server listens on it, serves, and closes it. */
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, NULL, 0, &o, &c->srv), 0);
+  if (!c->srv) return -1;
+  int fds[2];
+  CHECK(asyncio_server_sockets(c->srv, fds, 2) == 1 && fds[0] == fd);
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", server_port(c->srv, 0), &t), 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  if (t) CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli[0].lost && c->pool.peers[0].lost);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(create_server_with_sock) {
+  sctx_t c = {0};
+  assert_ok(run_main(server_sock_main, &c));
+  ASSERT_SOFT();
+}

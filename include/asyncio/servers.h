@@ -41,7 +41,12 @@ typedef struct asyncio_server_options {
   bool keep_alive; /* SO_KEEPALIVE on accepted sockets (3.13) */
   /* start_serving=: 0 = default (start at once), > 0 start, < 0 wait for start_serving(). */
   int start_serving;
-  /* An existing bound socket to listen on (sock=), with use_sock. */
+  /*
+   * An existing bound stream socket to listen on (sock=), with use_sock.
+   * create_server then wants host and hosts NULL and port 0, and
+   * create_unix_server a NULL path (else -EINVAL: Python's ValueError).
+   * The server owns it from success on; on error the caller keeps it.
+   */
   int sock;
   bool use_sock;
   /*
