@@ -9,7 +9,7 @@
  * always removes a stale socket file before binding; on close, unless
  * cleanup_socket is off, it removes the file again if it is still the
  * socket it bound (Python 3.13's cleanup_socket, which compares inode
- * numbers).
+ * numbers), also for a socket given with sock=.
  */
 #include <signal.h>
 #include <stddef.h>
@@ -62,7 +62,21 @@ ASYNCIO_API int asyncio_loop_create_unix_server(asyncio_loop_t *loop,
     if (ss.ss_family != AF_UNIX || type != SOCK_STREAM) return -EINVAL;
     rc = asyncio__set_nonblock(o->sock);
     if (rc) return rc;
-    return asyncio__server_new(loop, factory, factory_arg, &o->sock, 1, o, NULL, server);
+    /*
+     * Python 3.13 applies cleanup_socket to a given socket too, at the path
+     * it is bound to (none for an unnamed or abstract one).
+     */
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    char bound[sizeof un->sun_path + 1];
+    const char *cleanup = NULL;
+    if (!(o->cleanup_socket < 0) && sl > off && un->sun_path[0] != 0) {
+      size_t n = sl - off < sizeof un->sun_path ? sl - off : sizeof un->sun_path;
+      memcpy(bound, un->sun_path, n);
+      bound[n] = 0; /* the kernel may leave it unterminated at full length */
+      cleanup = bound;
+    }
+    return asyncio__server_new(loop, factory, factory_arg, &o->sock, 1, o, cleanup, server);
   }
   struct sockaddr_storage ss;
   socklen_t sl;

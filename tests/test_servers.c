@@ -1144,3 +1144,52 @@ TEST(create_server_with_sock) {
   assert_ok(run_main(server_sock_main, &c));
   ASSERT_SOFT();
 }
+
+/*
+ * create_unix_server(sock=): Python 3.13 applies cleanup_socket to the path
+ * the given socket is bound to, as to one it bound itself.
+ */
+static int unix_sock_cleanup_main(void *arg) {
+  unix_ctx_t *u = arg;
+  sctx_t *c = &u->s;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  for (int keep = 0; keep < 2; keep++) {
+    unlink(u->path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {0};
+    un.sun_family = AF_UNIX;
+    strcpy(un.sun_path, u->path);
+    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&un, sizeof un) == 0);
+    asyncio_server_options_t o = {.use_sock = true, .sock = fd, .cleanup_socket = keep ? -1 : 0};
+    CHECK_RC(asyncio_loop_create_unix_server(loop, pool_factory, &c->pool, u->path, &o, &c->srv),
+             -EINVAL); /* path and sock */
+    CHECK_RC(asyncio_loop_create_unix_server(loop, pool_factory, &c->pool, NULL, &o, &c->srv), 0);
+    if (!c->srv) return -1;
+    asyncio_transport_t *t = NULL;
+    peer_t *cli = &c->cli[keep];
+    CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, cli, u->path, NULL, &t, NULL),
+             0);
+    WAIT_UNTIL(c->pool.n == keep + 1 && c->pool.peers[keep].made);
+    if (t) CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(cli->lost && c->pool.peers[keep].lost);
+    struct stat st;
+    CHECK(stat(u->path, &st) == 0);
+    CHECK_RC(asyncio_server_close(c->srv), 0);
+    if (keep)
+      CHECK(stat(u->path, &st) == 0 && S_ISSOCK(st.st_mode)); /* cleanup_socket=False */
+    else
+      CHECK(stat(u->path, &st) < 0 && errno == ENOENT);
+    CHECK_RC(asyncio_server_free(c->srv), 0);
+    c->srv = NULL;
+  }
+  return 0;
+}
+
+TEST(unix_server_sock_cleanup) {
+  static unix_ctx_t u;
+  memset(&u, 0, sizeof u);
+  snprintf(u.path, sizeof u.path, "/tmp/asyncio-test-sock-%d.sock", (int)getpid());
+  assert_ok(run_main(unix_sock_cleanup_main, &u));
+  unlink(u.path);
+  ASSERT_SOFT();
+}

@@ -58,7 +58,8 @@ typedef struct asyncio_server_options {
   /*
    * create_unix_server: remove the socket file on close if it is still the
    * one the server bound (cleanup_socket=, 3.13): 0 = default (on), < 0
-   * off.  A stale socket file is removed before binding either way.
+   * off.  With sock= it is the file the given socket is bound to, as in
+   * Python.  A stale socket file is removed before binding either way.
    */
   int cleanup_socket;
 } asyncio_server_options_t;
@@ -87,7 +88,8 @@ int asyncio_loop_create_server(asyncio_loop_t *loop, asyncio_protocol_factory_fn
  * A path starting with '@' is in the abstract namespace (no file).  A
  * stale socket file at path is removed first (any other file there makes
  * bind fail with -EADDRINUSE); on close the file is removed if it is still
- * ours, unless cleanup_socket is off (Python 3.13).  Suspends as
+ * ours, unless cleanup_socket is off (Python 3.13; with sock=, the file the
+ * socket is bound to, if any).  Suspends as
  * create_server.  Returns as create_server, and -ENAMETOOLONG.
  */
 int asyncio_loop_create_unix_server(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
