@@ -664,7 +664,11 @@ static void read_stream(asyncio_transport_t *t) {
   }
   int e = errno;
   if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) return;
-  fatal_error(t, -e, NULL);
+  /* _UnixReadPipeTransport reports its read errors, except EIO (a pty whose
+   * other side closed); a socket transport's stay quiet. */
+  fatal_error(t, -e,
+              t->kind == ASYNCIO__TK_READ_PIPE && e != EIO ? "Fatal read error on pipe transport"
+                                                           : NULL);
 }
 
 static void read_datagram(asyncio_transport_t *t) {

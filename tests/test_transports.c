@@ -1678,3 +1678,74 @@ TEST(write_after_write_eof_refused) {
   assert_ok(run_main(write_after_eof_main, NULL));
   ASSERT_SOFT();
 }
+
+/* ---- pipe transports (connect_read_pipe / connect_write_pipe) ----------------------------- */
+
+/*
+ * A read error on a read pipe: Python's _UnixReadPipeTransport reports it
+ * to the exception handler ('Fatal read error on pipe transport'), except
+ * EIO, which a pty gives when its other side closes and which only ends the
+ * transport.  Either way connection_lost gets the error and eof_received is
+ * not called.
+ */
+typedef struct pipe_err_ctx {
+  peer_t p;
+  int fail_with;
+  int reports, report_err;
+} pipe_err_ctx_t;
+
+static int g_read_fail;
+static ssize_t failing_read(int fd, void *buf, size_t n) {
+  if (g_read_fail) {
+    errno = g_read_fail;
+    g_read_fail = 0;
+    return -1;
+  }
+  return read(fd, buf, n);
+}
+
+static void pipe_err_handler(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  pipe_err_ctx_t *c = ud;
+  c->reports++;
+  c->report_err = ctx->error;
+}
+
+static int pipe_read_error_main(void *arg) {
+  pipe_err_ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, pipe_err_handler, c), 0);
+  int p[2];
+  CHECK(pipe2(p, O_CLOEXEC) == 0);
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_connect_read_pipe(loop, peer_factory, &c->p, p[0], &t, NULL), 0);
+  if (!t) return -1;
+  asyncio__sys_t saved = asyncio__sys;
+  asyncio__sys.read = failing_read;
+  g_read_fail = c->fail_with;
+  CHECK(write(p[1], "x", 1) == 1);
+  WAIT_UNTIL(c->p.lost == 1);
+  asyncio__sys = saved;
+  CHECK(c->p.lost_err == -c->fail_with);
+  CHECK(c->p.eofs == 0 && c->p.nrecv == 0);
+  if (c->fail_with == EIO) {
+    CHECK(c->reports == 0);
+  } else {
+    CHECK(c->reports == 1);
+    CHECK(c->report_err == -c->fail_with);
+  }
+  close(p[1]);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  return 0;
+}
+
+TEST(read_pipe_error_reported) {
+  pipe_err_ctx_t c = {.fail_with = EINVAL};
+  assert_ok(run_main(pipe_read_error_main, &c));
+  ASSERT_SOFT();
+}
+
+TEST(read_pipe_eio_is_quiet) {
+  pipe_err_ctx_t c = {.fail_with = EIO};
+  assert_ok(run_main(pipe_read_error_main, &c));
+  ASSERT_SOFT();
+}
