@@ -37,8 +37,9 @@ typedef struct asyncio_server_options {
   int backlog; /* listen() backlog and accepts per readiness; 0 = 100 */
   /* SO_REUSEADDR (reuse_address=): 0 = default (on for TCP on Unix), > 0 on, < 0 off. */
   int reuse_address;
-  bool reuse_port; /* SO_REUSEPORT */
-  bool keep_alive; /* SO_KEEPALIVE on accepted sockets (3.13) */
+  bool reuse_port; /* SO_REUSEPORT; refused: setsockopt's error (Python: ValueError) */
+  /* SO_KEEPALIVE on each accepted socket (3.13 sets it on the listening ones). */
+  bool keep_alive;
   /* start_serving=: 0 = default (start at once), > 0 start, < 0 wait for start_serving(). */
   int start_serving;
   /*

@@ -400,9 +400,14 @@ int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
  * (loop.connect_read_pipe(protocol_factory, pipe)).  The descriptor is made
  * non-blocking; on success the transport owns it (and closes it).  EOF
  * calls eof_received, whose value is ignored, then connection_lost(0).
+ * A read error ends it too: connection_lost gets the error, which is
+ * also reported to the exception handler unless it is -EIO (Python's
+ * "Fatal read error on pipe transport").
  * Suspends until connection_made has run.  Returns 0, -EINVAL (a regular
  * file or directory: Python's ValueError), -EBADF, ASYNCIO_ENOTASK,
- * -ECANCELED, -ENOMEM, the factory's error.
+ * -ECANCELED, -ENOMEM, the factory's error, -ENOTCONN when the transport
+ * was lost before the call returned (a descriptor epoll refuses, such
+ * as /dev/null: the protocol saw connection_made and connection_lost(-EPERM)).
  */
 int asyncio_loop_connect_read_pipe(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
                                    void *factory_arg, int fd, asyncio_transport_t **transport,
@@ -412,7 +417,9 @@ int asyncio_loop_connect_read_pipe(asyncio_loop_t *loop, asyncio_protocol_factor
  * Wraps the write end of a pipe, FIFO, socket or character device
  * (loop.connect_write_pipe(protocol_factory, pipe)).  As connect_read_pipe.
  * When the reading side goes away, connection_lost gets -EPIPE if data was
- * still buffered, else 0.  Writing to a pipe whose reader is gone raises
+ * still buffered, else 0 (the buffer is dropped).  On a socket, anything
+ * readable counts as that, data included, as in Python; a character
+ * device is not watched.  Writing to a pipe whose reader is gone raises
  * SIGPIPE; like the Python interpreter, this call sets SIGPIPE to SIG_IGN
  * if it still has its default disposition.
  */
