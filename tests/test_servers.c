@@ -1059,6 +1059,7 @@ static int closing_factory(void *arg, const asyncio_protocol_t **proto, void **i
   sctx_t *c = arg;
   CHECK_RC(asyncio_server_close(c->srv), 0);
   CHECK(!asyncio_server_is_serving(c->srv));
+  if (c->rc) return c->rc; /* and refuses the connection */
   return pool_factory(&c->pool, proto, inst);
 }
 
@@ -1191,5 +1192,40 @@ TEST(unix_server_sock_cleanup) {
   snprintf(u.path, sizeof u.path, "/tmp/asyncio-test-sock-%d.sock", (int)getpid());
   assert_ok(run_main(unix_sock_cleanup_main, &u));
   unlink(u.path);
+  ASSERT_SOFT();
+}
+
+static void count_refusals(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  sctx_t *c = ud;
+  c->done++;
+  CHECK(ctx->error == -EPERM);
+}
+
+/*
+ * The same factory refusing the connection it was called for: the server
+ * is closed with no client left, so wait_closed returns.
+ */
+static int factory_closes_refuses_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_create_server(loop, closing_factory, c, "127.0.0.1", 0, NULL, &c->srv), 0);
+  if (!c->srv) return -1;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, count_refusals, c), 0);
+  asyncio_task_t *w = NULL;
+  CHECK_RC(asyncio_create_task(&w, waiter_task, c, NULL), 0);
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(connect_to(&c->cli[0], "127.0.0.1", server_port(c->srv, 0), &t), 0);
+  CHECK_RC(asyncio_await(w, NULL), 0);
+  CHECK(c->done == 1 && c->pool.n == 0);
+  asyncio_task_free(w);
+  WAIT_UNTIL(c->cli[0].lost == 1); /* the refused socket was closed */
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  return 0;
+}
+
+TEST(factory_closing_server_and_refusing) {
+  sctx_t c = {.rc = -EPERM};
+  assert_ok(run_main(factory_closes_refuses_main, &c));
   ASSERT_SOFT();
 }
