@@ -231,28 +231,39 @@ static inline bool have_ipv6(void) {
   return ok;
 }
 
+/* The loopback address of family (AF_INET or AF_INET6) with port; returns its length. */
+static inline socklen_t loopback_addr(int family, int port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (family == AF_INET) {
+    struct sockaddr_in *a = (void *)ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return sizeof *a;
+  }
+  struct sockaddr_in6 *a = (void *)ss;
+  a->sin6_family = AF_INET6;
+  a->sin6_port = htons((uint16_t)port);
+  a->sin6_addr = in6addr_loopback;
+  return sizeof *a;
+}
+
+/* The port of an AF_INET or AF_INET6 address. */
+static inline int addr_port(const struct sockaddr_storage *ss) {
+  return ss->ss_family == AF_INET ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+                                  : ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
 /* A TCP port on host (numeric) that refuses connections: bound, never listening. */
 static inline int refused_port(int family, int *holder) {
   int fd = socket(family, SOCK_STREAM, 0);
-  struct sockaddr_storage ss = {0};
-  socklen_t sl;
-  if (family == AF_INET) {
-    struct sockaddr_in *a = (void *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sl = sizeof *a;
-  } else {
-    struct sockaddr_in6 *a = (void *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_addr = in6addr_loopback;
-    sl = sizeof *a;
-  }
+  struct sockaddr_storage ss;
+  socklen_t sl = loopback_addr(family, 0, &ss);
   if (fd < 0 || bind(fd, (struct sockaddr *)&ss, sl) < 0) return -1;
   sl = sizeof ss;
   getsockname(fd, (struct sockaddr *)&ss, &sl);
   *holder = fd;
-  return family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                           : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return addr_port(&ss);
 }
 
 #endif

@@ -537,21 +537,8 @@ static int make_hole(int family, int port, hole_t *h) {
   int one = 1;
   setsockopt(h->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (family == AF_INET6) setsockopt(h->lfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  struct sockaddr_storage ss = {0};
-  socklen_t sl;
-  if (family == AF_INET) {
-    struct sockaddr_in *a = (void *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)port);
-    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sl = sizeof *a;
-  } else {
-    struct sockaddr_in6 *a = (void *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)port);
-    a->sin6_addr = in6addr_loopback;
-    sl = sizeof *a;
-  }
+  struct sockaddr_storage ss;
+  socklen_t sl = loopback_addr(family, port, &ss);
   if (bind(h->lfd, (struct sockaddr *)&ss, sl) < 0 || listen(h->lfd, 0) < 0) return -1;
   sl = sizeof ss;
   getsockname(h->lfd, (struct sockaddr *)&ss, &sl);
@@ -832,27 +819,15 @@ static int multi_resolve(const char *host, int port, int family, int socktype,
 static int raw_listener(int family, int *port) {
   int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  struct sockaddr_storage ss = {0};
-  socklen_t sl;
-  if (family == AF_INET) {
-    struct sockaddr_in *a = (void *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sl = sizeof *a;
-  } else {
-    struct sockaddr_in6 *a = (void *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_addr = in6addr_loopback;
-    sl = sizeof *a;
-  }
+  struct sockaddr_storage ss;
+  socklen_t sl = loopback_addr(family, 0, &ss);
   if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 8) < 0) {
     close(fd);
     return -1;
   }
   sl = sizeof ss;
   getsockname(fd, (struct sockaddr *)&ss, &sl);
-  *port = family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                            : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  *port = addr_port(&ss);
   return fd;
 }
 
