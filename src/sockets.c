@@ -105,11 +105,22 @@ static int connect_pending(int e) {
     if (prc__) return prc__;                  \
   } while (0)
 
+/*
+ * The data calls pass MSG_DONTWAIT instead: it makes that one call
+ * non-blocking whatever the descriptor's mode, so they need no fcntl(2)
+ * per call (a system call as dear as the recv itself) and a blocking socket
+ * cannot stall the loop.  connect, accept and sendfile(2) have no such flag.
+ */
+#define PROLOGUE_DATA(fd)                     \
+  asyncio_loop_t *loop = task_loop();         \
+  if (!loop) return ASYNCIO_ENOTASK;          \
+  if ((fd) < 0) return -EBADF
+
 ASYNCIO_API ssize_t asyncio_sock_recv(int fd, void *buf, size_t n) {
-  PROLOGUE(fd);
+  PROLOGUE_DATA(fd);
   if (!buf && n) return -EINVAL;
   for (;;) {
-    ssize_t r = recv(fd, buf, n, 0);
+    ssize_t r = recv(fd, buf, n, MSG_DONTWAIT);
     if (r >= 0) return r;
     if (errno == EINTR) continue;
     if (!would_block(errno)) return -errno;
@@ -120,11 +131,11 @@ ASYNCIO_API ssize_t asyncio_sock_recv(int fd, void *buf, size_t n) {
 
 ASYNCIO_API ssize_t asyncio_sock_recvfrom(int fd, void *buf, size_t n, struct sockaddr *addr,
                                           socklen_t *addrlen) {
-  PROLOGUE(fd);
+  PROLOGUE_DATA(fd);
   if ((!buf && n) || (addr && !addrlen)) return -EINVAL;
   for (;;) {
     socklen_t len = addr ? *addrlen : 0;
-    ssize_t r = recvfrom(fd, buf, n, 0, addr, addr ? &len : NULL);
+    ssize_t r = recvfrom(fd, buf, n, MSG_DONTWAIT, addr, addr ? &len : NULL);
     if (r >= 0) {
       if (addr) *addrlen = len;
       return r;
@@ -138,7 +149,7 @@ ASYNCIO_API ssize_t asyncio_sock_recvfrom(int fd, void *buf, size_t n, struct so
 
 ASYNCIO_API int asyncio_sock_sendall(int fd, const void *buf, size_t n, size_t *sent) {
   if (sent) *sent = 0;
-  PROLOGUE(fd);
+  PROLOGUE_DATA(fd);
   if (!buf && n) return -EINVAL;
   const char *p = buf;
   size_t pos = 0;
@@ -150,7 +161,7 @@ ASYNCIO_API int asyncio_sock_sendall(int fd, const void *buf, size_t n, size_t *
    * success (Python: 0 sent == len(data)).
    */
   for (;;) {
-    ssize_t w = send(fd, p + pos, n - pos, MSG_NOSIGNAL);
+    ssize_t w = send(fd, p + pos, n - pos, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w >= 0) {
       pos += (size_t)w;
       if (pos >= n) break;
@@ -171,10 +182,10 @@ ASYNCIO_API int asyncio_sock_sendall(int fd, const void *buf, size_t n, size_t *
 
 ASYNCIO_API ssize_t asyncio_sock_sendto(int fd, const void *buf, size_t n,
                                         const struct sockaddr *addr, socklen_t addrlen) {
-  PROLOGUE(fd);
+  PROLOGUE_DATA(fd);
   if ((!buf && n) || (!addr && addrlen)) return -EINVAL;
   for (;;) {
-    ssize_t w = sendto(fd, buf, n, MSG_NOSIGNAL, addr, addrlen);
+    ssize_t w = sendto(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT, addr, addrlen);
     if (w >= 0) return w;
     if (errno == EINTR) continue;
     if (!would_block(errno)) return -errno;

@@ -803,28 +803,38 @@ static int accept_cancel_main(void *arg) {
 }
 
 static int blocking_main(void *arg) {
-  int fd = *(int *)arg;
+  int *sv = arg, fd = sv[0];
   char buf[4];
   int c;
   struct sockaddr_in sin = {0};
   sin.sin_family = AF_INET;
-  CHECK_RC((int)asyncio_sock_recv(fd, buf, sizeof buf), -EINVAL);
-  CHECK_RC((int)asyncio_sock_recvfrom(fd, buf, sizeof buf, NULL, NULL), -EINVAL);
-  CHECK_RC(asyncio_sock_sendall(fd, buf, sizeof buf, NULL), -EINVAL);
-  CHECK_RC((int)asyncio_sock_sendto(fd, buf, sizeof buf, NULL, 0), -EINVAL);
+  /* The data calls work on a blocking socket without blocking the loop
+   * (MSG_DONTWAIT): an empty one suspends, and a timeout scope ends it. */
+  EXPECT_TIMEOUT(asyncio_sock_recv(fd, buf, sizeof buf));
+  EXPECT_TIMEOUT(asyncio_sock_recvfrom(fd, buf, sizeof buf, NULL, NULL));
+  CHECK_RC(asyncio_sock_sendall(fd, "ab", 2, NULL), 0);
+  CHECK_RC((int)asyncio_sock_sendto(fd, "cd", 2, NULL, 0), 2);
+  CHECK(read(sv[1], buf, 4) == 4 && memcmp(buf, "abcd", 4) == 0);
+  CHECK(write(sv[1], "ok", 2) == 2);
+  CHECK_RC((int)asyncio_sock_recv(fd, buf, sizeof buf), 2);
+  CHECK(write(sv[1], "ok", 2) == 2);
+  CHECK_RC((int)asyncio_sock_recvfrom(fd, buf, sizeof buf, NULL, NULL), 2);
+  /* connect, accept and sendfile(2) have no per-call flag: refused. */
   CHECK_RC(asyncio_sock_connect(fd, (struct sockaddr *)&sin, sizeof sin), -EINVAL);
   CHECK_RC(asyncio_sock_accept(fd, &c, NULL, NULL), -EINVAL);
   CHECK_RC(asyncio_sock_sendfile(fd, 0, 0, 0, NULL, NULL), -EINVAL);
   CHECK_RC((int)asyncio_sock_recv(-1, buf, sizeof buf), -EBADF);
   CHECK_RC((int)asyncio_sock_recv(999999, buf, sizeof buf), -EBADF);
+  CHECK_RC(asyncio_sock_sendall(-1, buf, sizeof buf, NULL), -EBADF);
   return 0;
 }
 
-/* "the socket must be non-blocking"; bad descriptors; not from a task. */
+/* "the socket must be non-blocking" for connect, accept and sendfile; bad
+ * descriptors; not from a task. */
 TEST(blocking_socket_rejected) {
   int sv[2];
   assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  assert_ok(asyncio_run(blocking_main, &sv[0], &plain_run));
+  assert_ok(asyncio_run(blocking_main, sv, &plain_run));
   ASSERT_SOFT();
   char buf[4];
   assert_rc((int)asyncio_sock_recv(sv[0], buf, sizeof buf), ASYNCIO_ENOTASK);

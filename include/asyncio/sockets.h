@@ -15,8 +15,14 @@
  * any await).  Waiting allocates nothing once the descriptor has been
  * watched before.
  *
- * Common errors: -EINVAL if the socket is not in non-blocking mode (Python:
- * "the socket must be non-blocking") or an argument is bad; -EBADF;
+ * The data calls (recv, recvfrom, sendall, sendto) make each system call
+ * with MSG_DONTWAIT, so they never block the loop, even on a socket left
+ * in blocking mode, and cost no fcntl(2) per call.  connect, accept and
+ * sendfile need the socket in non-blocking mode, as Python says of all.
+ *
+ * Common errors: -EINVAL if connect / accept / sendfile get a socket not in
+ * non-blocking mode (Python: "the socket must be non-blocking") or an
+ * argument is bad; -EBADF;
  * ASYNCIO_ENOTASK outside a task; -EBUSY if the call would have to wait
  * while something else (another task's sock_* call, a transport, an
  * add_reader callback) already watches the descriptor in the same direction
