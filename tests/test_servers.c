@@ -143,7 +143,8 @@ TEST(server_reuse_port) {
   ASSERT_SOFT();
 }
 
-/* SO_REUSEADDR is on by default for TCP listeners (Python: on POSIX), and reuse_address < 0 turns it off. */
+/* SO_REUSEADDR is on by default for TCP listeners (Python: on POSIX), and
+ * reuse_address < 0 turns it off. */
 
 static int reuse_addr_of(int fd) {
   int on = -1;
