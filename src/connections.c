@@ -433,13 +433,22 @@ static int check_sock_type(int fd, int type) {
 
 /*
  * A connected stream socket the caller gives (sock=, connect_accepted_socket):
- * checked, made non-blocking and wrapped.  The caller keeps it on any error
- * before the transport exists.
+ * checked, made non-blocking and wrapped.  family is 0 (any) or the one the
+ * socket must have: create_unix_connection(sock=) wants AF_UNIX (Python's
+ * ValueError 'A UNIX Domain Stream Socket was expected').  The caller keeps
+ * it on any error before the transport exists.
  */
-static int wrap_given_sock(asyncio_loop_t *loop, int sock, asyncio_protocol_factory_fn factory,
-                           void *factory_arg, asyncio_transport_t **transport, void **instance) {
+static int wrap_given_sock(asyncio_loop_t *loop, int sock, int family,
+                           asyncio_protocol_factory_fn factory, void *factory_arg,
+                           asyncio_transport_t **transport, void **instance) {
   int rc = check_sock_type(sock, SOCK_STREAM);
   if (rc) return rc;
+  if (family) {
+    int d = 0;
+    socklen_t sl = sizeof d;
+    if (getsockopt(sock, SOL_SOCKET, SO_DOMAIN, &d, &sl) < 0) return -errno;
+    if (d != family) return -EINVAL;
+  }
   rc = asyncio__set_nonblock(sock);
   if (rc) return rc;
   int taken = 0;
@@ -455,12 +464,17 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
   if (transport) *transport = NULL;
   if (!loop || !factory || !transport) return -EINVAL;
   int use_sock = o && o->use_sock;
-  if (use_sock ? (host != NULL || o->sock < 0) : (port < 0 || port > 65535)) return -EINVAL;
+  /*
+   * Python: 'host/port and sock can not be specified at the same time'.
+   * Port 0 stands for port=None here, as create_server(sock=) has it.
+   */
+  if (use_sock ? (host != NULL || port != 0 || o->sock < 0) : (port < 0 || port > 65535))
+    return -EINVAL;
   if (o && o->nerrors) *o->nerrors = 0;
   int rc = check_task_loop(loop);
   if (rc) return rc;
   if (use_sock)
-    return wrap_given_sock(loop, o->sock, factory, factory_arg, transport, instance);
+    return wrap_given_sock(loop, o->sock, 0, factory, factory_arg, transport, instance);
   int family = o ? o->family : 0, proto = o ? o->proto : 0, flags = o ? o->flags : 0;
   connector_t *c;
   rc = connector_new(loop, &c);
@@ -491,7 +505,7 @@ ASYNCIO_API int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
   if (sock < 0) return -EBADF;
   int rc = check_task_loop(loop);
   if (rc) return rc;
-  return wrap_given_sock(loop, sock, factory, factory_arg, transport, instance);
+  return wrap_given_sock(loop, sock, 0, factory, factory_arg, transport, instance);
 }
 
 ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
@@ -507,7 +521,7 @@ ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
   int rc = check_task_loop(loop);
   if (rc) return rc;
   if (use_sock)
-    return wrap_given_sock(loop, o->sock, factory, factory_arg, transport, instance);
+    return wrap_given_sock(loop, o->sock, AF_UNIX, factory, factory_arg, transport, instance);
   addr_t a;
   memset(&a, 0, sizeof a);
   rc = asyncio__unix_addr(path, &a.sa, &a.len);

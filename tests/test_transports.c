@@ -1101,6 +1101,62 @@ TEST(existing_sockets) {
   ASSERT_SOFT();
 }
 
+/*
+ * The sock= argument checks of create_connection and create_unix_connection
+ * (Python's ValueErrors): on each refusal the caller still owns the socket.
+ */
+static int sock_args_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_transport_t *t = (void *)1;
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  asyncio_connection_options_t o = {.use_sock = true, .sock = sv[0]};
+  /* 'host/port and sock can not be specified at the same time' */
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, NULL, 80, &o, &t, NULL),
+           -EINVAL);
+  CHECK(t == NULL);
+  /* 'path and sock can not be specified at the same time' */
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli, "@x", &o, &t, NULL),
+           -EINVAL);
+  /* 'no path and sock were specified' */
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli, NULL, NULL, &t, NULL),
+           -EINVAL);
+  /* 'A UNIX Domain Stream Socket was expected': a TCP socket. */
+  int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(tcp >= 0);
+  asyncio_connection_options_t ot = {.use_sock = true, .sock = tcp};
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli, NULL, &ot, &t, NULL),
+           -EINVAL);
+  CHECK(fcntl(tcp, F_GETFD) >= 0); /* still the caller's */
+  close(tcp);
+  /* ... and a Unix datagram socket. */
+  int ud = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  asyncio_connection_options_t od = {.use_sock = true, .sock = ud};
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli, NULL, &od, &t, NULL),
+           -EINVAL);
+  close(ud);
+  CHECK(c->cli.made == 0); /* the factory never ran */
+  CHECK(fcntl(sv[0], F_GETFD) >= 0);
+  /* A Unix stream socket is taken. */
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli, NULL, &o, &t, NULL),
+           0);
+  if (!t) return -1;
+  CHECK(c->cli.made == 1);
+  CHECK(write(sv[1], "hi", 2) == 2);
+  WAIT_UNTIL(c->cli.nrecv == 2);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  close(sv[1]);
+  return 0;
+}
+
+TEST(sock_argument_checks) {
+  ctx_t c = {0};
+  assert_ok(run_main(sock_args_main, &c));
+  ASSERT_SOFT();
+}
+
 /* ---- pause/resume reading, set_protocol, protocol errors --------------------------------------- */
 
 static int bad_get_buffer(asyncio_transport_t *t, ssize_t hint, void **buf, size_t *len, void *u) {

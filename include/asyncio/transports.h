@@ -261,7 +261,8 @@ typedef struct asyncio_connection_options {
   /*
    * An existing connected stream socket to wrap (sock=), used when use_sock
    * is true (the flag exists because a zeroed struct holds descriptor 0).
-   * host must then be NULL.  It is made non-blocking.  Once the transport
+   * host must then be NULL and port 0 (port 0 stands for Python's None).
+   * It is made non-blocking.  Once the transport
    * is made the transport owns it (even if the call is then cancelled:
    * connection_lost follows and closes it); on any earlier error the
    * caller keeps it.
@@ -302,8 +303,9 @@ typedef struct asyncio_connection_options {
  * point: cancelling closes every socket it opened; if the transport was
  * already made it is closed, and connection_lost follows).
  * Stores the transport in *transport and the protocol instance in
- * *instance (if non-NULL).  Returns 0; -EINVAL (bad arguments: both host
- * and sock, a port outside 0..65535);
+ * *instance (if non-NULL).  Returns 0; -EINVAL (bad arguments: sock with
+ * a host or a port other than 0, a sock that is not SOCK_STREAM, a port
+ * outside 0..65535); -ENOTSOCK / -EBADF for a sock that is no socket;
  * ASYNCIO_ENOTASK; -ECANCELED; resolution errors (ASYNCIO_EGAI_*);
  * -ENOMEM; the factory's error; when every attempt failed: their error if
  * all failed the same way (or only one was made), else
@@ -334,8 +336,11 @@ int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
  * Connects to a Unix stream socket (loop.create_unix_connection(
  * protocol_factory, path, *, sock)).  A path starting with '@' names the
  * Linux abstract namespace (Python writes it with a leading NUL).  options
- * may give sock (with use_sock; then path must be NULL); the other fields
- * are ignored.  Suspends; returns as create_connection, and -ENAMETOOLONG.
+ * may give sock (with use_sock; then path must be NULL), which must be an
+ * AF_UNIX SOCK_STREAM socket (else -EINVAL, Python's ValueError 'A UNIX
+ * Domain Stream Socket was expected'; the caller keeps it); the other
+ * fields are ignored.  Neither path nor sock: -EINVAL.  Suspends; returns
+ * as create_connection, and -ENAMETOOLONG.
  */
 int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
                                         asyncio_protocol_factory_fn factory, void *factory_arg,
