@@ -447,7 +447,7 @@ static void abandon(stream_t *s) {
   maybe_free(s);
 }
 
-static int open_common(const char *host, int port, const char *path,
+static int open_common(const char *host, int port, bool unix_, const char *path,
                        const asyncio_stream_options_t *o, asyncio_stream_reader_t **reader,
                        asyncio_stream_writer_t **writer) {
   if (!reader || !writer) return -EINVAL;
@@ -458,7 +458,7 @@ static int open_common(const char *host, int port, const char *path,
   client_ctx_t c = {loop, o ? o->limit : 0, NULL};
   const asyncio_connection_options_t *co = o ? o->connection : NULL;
   asyncio_transport_t *t = NULL;
-  int rc = path ? asyncio_loop_create_unix_connection(loop, client_factory, &c, path, co, &t, NULL)
+  int rc = unix_ ? asyncio_loop_create_unix_connection(loop, client_factory, &c, path, co, &t, NULL)
                 : asyncio_loop_create_connection(loop, client_factory, &c, host, port, co, &t,
                                                  NULL);
   if (rc < 0) {
@@ -474,15 +474,18 @@ ASYNCIO_API int asyncio_open_connection(const char *host, int port,
                                         const asyncio_stream_options_t *options,
                                         asyncio_stream_reader_t **reader,
                                         asyncio_stream_writer_t **writer) {
-  return open_common(host, port, NULL, options, reader, writer);
+  return open_common(host, port, false, NULL, options, reader, writer);
 }
 
 ASYNCIO_API int asyncio_open_unix_connection(const char *path,
                                              const asyncio_stream_options_t *options,
                                              asyncio_stream_reader_t **reader,
                                              asyncio_stream_writer_t **writer) {
-  if (!path) return -EINVAL;
-  return open_common(NULL, 0, path, options, reader, writer);
+  /*
+   * A NULL path is fine with sock= (Python: open_unix_connection(sock=s));
+   * create_unix_connection checks that exactly one of them is given.
+   */
+  return open_common(NULL, 0, true, path, options, reader, writer);
 }
 
 /*

@@ -1800,6 +1800,29 @@ static int dummy_handler(reader_t *r, writer_t *w, void *arg) {
   return 0;
 }
 
+/* open_unix_connection(sock=s): Python takes a socket instead of a path. */
+static int unix_sock_main(void *arg) {
+  (void)arg;
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  asyncio_connection_options_t co = {.use_sock = true, .sock = sv[0]};
+  asyncio_stream_options_t o = {.connection = &co};
+  reader_t *r = NULL;
+  writer_t *w = NULL;
+  /* Both a path and a socket: ValueError. */
+  CHECK_RC(asyncio_open_unix_connection("@asyncio-test-x", &o, &r, &w), -EINVAL);
+  CHECK_RC(asyncio_open_unix_connection(NULL, &o, &r, &w), 0);
+  if (!r || !w) return -1;
+  raw_write(sv[1], "ping\n");
+  const char *line = NULL;
+  CHECK(asyncio_stream_readline(r, &line) == 5);
+  CHECK(line && memcmp(line, "ping\n", 5) == 0);
+  pair_close(r, w, sv[1]);
+  return 0;
+}
+
+TEST(open_unix_connection_sock) { assert_ok(run_main(unix_sock_main, NULL)); ASSERT_SOFT(); }
+
 static int args_main(void *arg) {
   (void)arg;
   reader_t *r;
