@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/mman.h>
 
@@ -1154,6 +1155,124 @@ static int sock_args_main(void *arg) {
 TEST(sock_argument_checks) {
   ctx_t c = {0};
   assert_ok(run_main(sock_args_main, &c));
+  ASSERT_SOFT();
+}
+
+/*
+ * base_events._set_nodelay: TCP transports get TCP_NODELAY, whether
+ * create_connection made the socket or was given it (sock=,
+ * connect_accepted_socket).
+ */
+static bool nodelay(asyncio_transport_t *t) {
+  int v = 0;
+  socklen_t sl = sizeof v;
+  return getsockopt(asyncio_transport_get_fd(t), IPPROTO_TCP, TCP_NODELAY, &v, &sl) == 0 && v;
+}
+
+static int nodelay_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  int port = server_port(srv, 0);
+  asyncio_transport_t *t = NULL, *a = NULL, *b = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1", port, NULL,
+                                          &t, NULL),
+           0);
+  if (!t) return -1;
+  CHECK(nodelay(t));
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made);
+  CHECK(nodelay(c->pool.peers[0].t)); /* the server side too */
+  /* A blocking TCP pair made outside asyncio. */
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sin;
+  CHECK(bind(l, (struct sockaddr *)&sin, sizeof sin) == 0 && listen(l, 1) == 0);
+  CHECK(getsockname(l, (struct sockaddr *)&sin, &sl) == 0);
+  int x = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(connect(x, (struct sockaddr *)&sin, sizeof sin) == 0);
+  int y = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+  CHECK(y >= 0);
+  close(l);
+  peer_t pb = {0};
+  asyncio_connection_options_t o = {.use_sock = true, .sock = x};
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->pool.peers[1], NULL, 0, &o, &a,
+                                          NULL),
+           0);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &pb, y, &b, NULL), 0);
+  if (!a || !b) return -1;
+  CHECK(nodelay(a) && nodelay(b));
+  CHECK(fcntl(x, F_GETFL) & O_NONBLOCK); /* made non-blocking, as sock.setblocking(False) */
+  CHECK(fcntl(y, F_GETFL) & O_NONBLOCK);
+  CHECK_RC(asyncio_transport_close(a), 0);
+  CHECK_RC(asyncio_transport_close(b), 0);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost && c->pool.peers[1].lost && pb.lost && c->pool.peers[0].lost);
+  return stop_server(srv);
+}
+
+TEST(tcp_nodelay) {
+  ctx_t c = {0};
+  assert_ok(run_main(nodelay_main, &c));
+  ASSERT_SOFT();
+}
+
+/*
+ * local_addr that cannot be bound for any local address: _connect_sock
+ * raises the last bind error (Python's text: 'error while attempting to
+ * bind on address ...'), and no connect is tried.
+ */
+static int local_bind_fail_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  int port = server_port(srv, 0);
+  /* The server's own port is in use on 127.0.0.1. */
+  int errs[2] = {0};
+  size_t nerr = 0;
+  asyncio_connection_options_t o = {.local_host = "127.0.0.1", .local_port = port,
+                                    .errors = errs, .errors_cap = 2, .nerrors = &nerr};
+  asyncio_transport_t *t = (void *)1;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1", port, &o, &t,
+                                          NULL),
+           -EADDRINUSE);
+  CHECK(t == NULL);
+  CHECK(nerr == 1 && errs[0] == -EADDRINUSE);
+  CHECK(c->cli.made == 0 && c->pool.n == 0);
+  return stop_server(srv);
+}
+
+TEST(local_addr_bind_fails) {
+  ctx_t c = {0};
+  assert_ok(run_main(local_bind_fail_main, &c));
+  ASSERT_SOFT();
+}
+
+/*
+ * sock= that is not connected: Python wraps it without a check (peername
+ * None), and the first read fails with ENOTCONN.
+ */
+static int unconnected_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  asyncio_connection_options_t o = {.use_sock = true, .sock = s};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, NULL, 0, &o, &t, NULL), 0);
+  if (!t) return -1;
+  CHECK(c->cli.made == 1 && c->cli.lost == 0);
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  CHECK_RC(asyncio_transport_get_peername(t, (struct sockaddr *)&ss, &sl), -ENOTCONN);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == -ENOTCONN); /* the transport closed s */
+  return 0;
+}
+
+TEST(unconnected_sock) {
+  ctx_t c = {0};
+  assert_ok(run_main(unconnected_main, &c));
   ASSERT_SOFT();
 }
 

@@ -255,14 +255,25 @@ typedef struct asyncio_connection_options {
   int family;
   int proto;
   int flags;
-  /* Bind locally before connecting (local_addr=(host, port)); NULL host = not used. */
+  /*
+   * Bind locally before connecting (local_addr=(host, port)); NULL host =
+   * not used.  Resolved with family, proto and flags as host is.  Each
+   * attempt binds to the first local address of its own family that works;
+   * if every bind fails, the attempt fails with the last bind error (Python
+   * words it 'error while attempting to bind on address ...'), and with
+   * -EADDRNOTAVAIL when no local address has that family (Python: an
+   * OSError without errno, 'no matching local address with family=...').
+   */
   const char *local_host;
   int local_port;
   /*
    * An existing connected stream socket to wrap (sock=), used when use_sock
    * is true (the flag exists because a zeroed struct holds descriptor 0).
    * host must then be NULL and port 0 (port 0 stands for Python's None).
-   * It is made non-blocking.  Once the transport
+   * It is made non-blocking.  That it is connected is not checked (nor in
+   * Python): an unconnected socket still becomes a transport, with
+   * get_peername -ENOTCONN, and its first read ends it with
+   * connection_lost(-ENOTCONN).  Once the transport
    * is made the transport owns it (even if the call is then cancelled:
    * connection_lost follows and closes it); on any earlier error the
    * caller keeps it.
@@ -285,6 +296,8 @@ typedef struct asyncio_connection_options {
    * Optional: the error of each failed attempt, in the order they were
    * started; *nerrors gets the number of attempts that failed (may exceed
    * errors_cap).  Python keeps them in the 'Multiple exceptions' message.
+   * One error per attempt: where an attempt failed to bind several local
+   * addresses, Python's list has each bind error, this only the last.
    */
   int *errors;
   size_t errors_cap;
