@@ -1276,6 +1276,45 @@ TEST(unconnected_sock) {
   ASSERT_SOFT();
 }
 
+/*
+ * connection_made closes the transport: connection_lost runs before the
+ * creator resumes, so the call returns -ENOTCONN and no transport (Python
+ * hands back the closed one).  Nothing is left open on either side.
+ */
+static int lost_early_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  c->cli.close_on_made = true;
+  asyncio_transport_t *t = (void *)1;
+  void *inst = (void *)1;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, &inst),
+           -ENOTCONN);
+  CHECK(t == NULL);
+  CHECK(c->cli.made == 1 && c->cli.lost == 1 && c->cli.lost_err == 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].lost == 1);
+  /* The same through sock=. */
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  peer_t p = {.close_on_made = true};
+  asyncio_connection_options_t o = {.use_sock = true, .sock = sv[0]};
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &p, NULL, &o, &t, NULL),
+           -ENOTCONN);
+  CHECK(p.made == 1 && p.lost == 1);
+  char b;
+  CHECK(read(sv[1], &b, 1) == 0); /* sv[0] was closed with its transport */
+  close(sv[1]);
+  return stop_server(srv);
+}
+
+TEST(lost_before_return) {
+  ctx_t c = {0};
+  assert_ok(run_main(lost_early_main, &c));
+  ASSERT_SOFT();
+}
+
 /* ---- pause/resume reading, set_protocol, protocol errors --------------------------------------- */
 
 static int bad_get_buffer(asyncio_transport_t *t, ssize_t hint, void **buf, size_t *len, void *u) {
