@@ -444,10 +444,11 @@ static int wrap_given_sock(asyncio_loop_t *loop, int sock, int family,
   int rc = check_sock_type(sock, SOCK_STREAM);
   if (rc) return rc;
   if (family) {
-    int d = 0;
-    socklen_t sl = sizeof d;
-    if (getsockopt(sock, SOL_SOCKET, SO_DOMAIN, &d, &sl) < 0) return -errno;
-    if (d != family) return -EINVAL;
+    /* getsockname, not SO_DOMAIN: emulators (qemu-user) may not know the latter. */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(sock, (struct sockaddr *)&ss, &sl) < 0) return -errno;
+    if (ss.ss_family != family) return -EINVAL;
   }
   rc = asyncio__set_nonblock(sock);
   if (rc) return rc;
