@@ -46,6 +46,16 @@ static int numeric_addr(const char *host, int port, int family, int socktype, in
   addr_t a;
   memset(&a, 0, sizeof a);
   if (!host) return 0;
+  /* As _ipaddr_info: only for TCP / UDP, whose protocol follows from the
+   * socket type (a stream socket asked for with IPPROTO_UDP gets TCP, as in
+   * Python); anything else goes to getaddrinfo. */
+  if (proto != 0 && proto != IPPROTO_TCP && proto != IPPROTO_UDP) return 0;
+  if (socktype == SOCK_STREAM)
+    proto = IPPROTO_TCP;
+  else if (socktype == SOCK_DGRAM)
+    proto = IPPROTO_UDP;
+  else
+    return 0;
   struct sockaddr_in *in = (struct sockaddr_in *)&a.sa;
   struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a.sa;
   if ((family == AF_UNSPEC || family == AF_INET) && inet_pton(AF_INET, host, &in->sin_addr) == 1) {

@@ -1218,6 +1218,40 @@ TEST(tcp_nodelay) {
 }
 
 /*
+ * _ipaddr_info: a numeric host skips getaddrinfo, and the protocol follows
+ * the socket type, so a stream connection asked for with IPPROTO_UDP is
+ * TCP, as in Python; IPPROTO_TCP works as well.
+ */
+static int numeric_proto_main(void *arg) {
+  ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = start_server(c, "127.0.0.1");
+  if (!srv) return -1;
+  int port = server_port(srv, 0);
+  const int protos[2] = {IPPROTO_UDP, IPPROTO_TCP};
+  for (int i = 0; i < 2; i++) {
+    peer_t p = {0};
+    asyncio_connection_options_t o = {.proto = protos[i]};
+    asyncio_transport_t *t = NULL;
+    CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &p, "127.0.0.1", port, &o, &t,
+                                            NULL),
+             0);
+    if (!t) return -1;
+    CHECK_RC(asyncio_transport_write(t, "x", 1), 0);
+    WAIT_UNTIL(c->pool.n == i + 1 && c->pool.peers[i].nrecv == 1);
+    CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(p.lost == 1);
+  }
+  return stop_server(srv);
+}
+
+TEST(numeric_host_protocol_follows_type) {
+  ctx_t c = {0};
+  assert_ok(run_main(numeric_proto_main, &c));
+  ASSERT_SOFT();
+}
+
+/*
  * local_addr that cannot be bound for any local address: _connect_sock
  * raises the last bind error (Python's text: 'error while attempting to
  * bind on address ...'), and no connect is tried.
