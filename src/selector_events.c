@@ -284,8 +284,10 @@ static void reader_off(asyncio_transport_t *t) {
   asyncio_loop_remove_reader(t->loop, t->fd);
 }
 
+/* After EOF the reader stays off for good: watching again would only report
+ * EOF a second time (CPython does; the protocol contract says at most once). */
 static int reader_on(asyncio_transport_t *t) {
-  if (t->reader_on) return 0;
+  if (t->reader_on || t->read_eof) return 0;
   int rc = asyncio_loop_add_reader(t->loop, t->fd, read_ready, t);
   if (rc == 0) t->reader_on = 1;
   return rc;
@@ -728,9 +730,7 @@ ASYNCIO_API int asyncio_transport_resume_reading(asyncio_transport_t *t) {
   if (t->kind == ASYNCIO__TK_WRITE_PIPE) return -EOPNOTSUPP;
   if (t->closing || !t->paused) return 0;
   t->paused = 0;
-  /* After EOF the reader stays off: watching again would only report EOF
-   * a second time (CPython does; the protocol contract says at most once). */
-  if (t->started && !t->conn_lost && !t->read_eof) {
+  if (t->started && !t->conn_lost) {
     rc = reader_on(t);
     if (rc < 0) fatal_error(t, rc, NULL);
   }
@@ -1075,7 +1075,7 @@ ASYNCIO_API int asyncio_loop_sendfile(asyncio_loop_t *loop, asyncio_transport_t 
     t->fd = -1;
   } else if (resume && t->paused && !t->closing) {
     t->paused = 0;
-    if (!t->conn_lost && !t->read_eof) {
+    if (!t->conn_lost) {
       int r2 = reader_on(t);
       if (r2 < 0) fatal_error(t, r2, NULL);
     }
