@@ -10,7 +10,8 @@
  * address order.  Without Happy Eyeballs the next attempt starts when the
  * previous one failed; with it, also when happy_eyeballs_delay has passed
  * since the last start, so several race and the first to connect wins (the
- * others are closed).  The calling task waits on one future that any
+ * others are closed).  Only the failure of the attempt started last starts
+ * the next one early, as in staggered_race.  The calling task waits on one future that any
  * attempt's writability or the stagger timer completes.  The connector is a
  * loop resource: if the loop is closed while the task waits, its sockets
  * are closed.  Cancelling the task closes every socket it opened.
@@ -389,7 +390,12 @@ static int connect_race(connector_t *c, double delay, int *errs, size_t errs_cap
         nerr++;
         if (!first_err) first_err = -soerr;
         else if (-soerr != first_err) mixed = 1;
-        start_now = 1; /* a failure starts the next attempt at once */
+        /*
+         * As staggered_race: only the failure of the attempt started last
+         * starts the next one at once.  An older one failing changes
+         * nothing; the next still waits for the last one or its delay.
+         */
+        if (i + 1 == next) start_now = 1;
       }
     }
     if (c->timer_fired) start_now = 1;

@@ -937,6 +937,105 @@ TEST(happy_eyeballs_sync_failure_while_racing) {
 }
 
 /*
+ * staggered_race starts the next attempt early only when the attempt started
+ * last fails.  Here attempt 0 (a black hole on ::1) is still connecting when
+ * the delay starts attempt 1 (a black hole on 127.0.0.1); then attempt 0
+ * fails (a task shuts its socket down: SYN_SENT turns into ECONNRESET), and
+ * attempt 2, the live address, must still wait for attempt 1's delay.
+ */
+typedef struct older_ctx {
+  peer_t cli;
+  hole_t h6;
+  double delay, elapsed;
+  int shut; /* attempt 0's socket was found and shut down */
+  bool skip;
+} older_ctx_t;
+
+/* The one IPv6 TCP socket in SYN_SENT that is not the hole's own filler. */
+static int syn_sent_v6(const hole_t *h) {
+  int found = -1;
+  for (int fd = 3; fd < 1024; fd++) {
+    if (fd == h->fill[0] || fd == h->fill[1] || fd == h->lfd) continue;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    struct tcp_info ti;
+    socklen_t tl = sizeof ti;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 || ss.ss_family != AF_INET6) continue;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0 || ti.tcpi_state != TCP_SYN_SENT)
+      continue;
+    if (found >= 0) return -1; /* ambiguous */
+    found = fd;
+  }
+  return found;
+}
+
+static int fail_older(void *arg) {
+  older_ctx_t *c = arg;
+  CHECK_RC(asyncio_sleep(c->delay * 1.5), 0); /* attempt 1 started at delay */
+  int fd = syn_sent_v6(&c->h6);
+  CHECK(fd >= 0);
+  if (fd >= 0 && shutdown(fd, SHUT_RDWR) == 0) c->shut = 1;
+  return 0;
+}
+
+static int older_fail_main(void *arg) {
+  older_ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  if (!have_ipv6()) {
+    c->skip = true;
+    return 0;
+  }
+  asyncio__resolve_hook = multi_resolve;
+  hole_t h4;
+  int p6 = make_hole(AF_INET6, 0, &c->h6), p4 = make_hole(AF_INET, 0, &h4);
+  int live_port = 0;
+  int lfd = raw_listener(AF_INET6, &live_port);
+  CHECK(p6 > 0 && p4 > 0 && lfd >= 0);
+  g_nmulti = 0;
+  /* Alternating families already, so the default interleave keeps this order. */
+  g_multi[g_nmulti++] = (maddr_t){AF_INET6, "::1", p6};
+  g_multi[g_nmulti++] = (maddr_t){AF_INET, "127.0.0.1", p4};
+  g_multi[g_nmulti++] = (maddr_t){AF_INET6, "::1", live_port};
+  asyncio_task_t *killer = NULL;
+  CHECK_RC(asyncio_create_task(&killer, fail_older, c, NULL), 0);
+  int errs[4] = {0};
+  size_t nerr = 0;
+  asyncio_connection_options_t o = {
+      .happy_eyeballs_delay = c->delay, .errors = errs, .errors_cap = 4, .nerrors = &nerr};
+  asyncio_transport_t *t = NULL;
+  double t0 = asyncio_loop_time(loop);
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "multi.test", 0, &o, &t,
+                                          NULL),
+           0);
+  c->elapsed = asyncio_loop_time(loop) - t0;
+  if (killer) {
+    CHECK_RC(asyncio_await(killer, NULL), 0);
+    asyncio_task_free(killer);
+  }
+  CHECK(c->shut == 1);
+  if (t) {
+    CHECK(peer_port(t) == live_port);
+    CHECK(nerr == 1 && errs[0] == -ECONNRESET); /* attempt 1 was closed, not failed */
+    CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(c->cli.lost == 1);
+  }
+  free_hole(&c->h6);
+  free_hole(&h4);
+  close(lfd);
+  return 0;
+}
+
+TEST(happy_eyeballs_older_failure_waits_for_delay) {
+  older_ctx_t c = {.delay = 10};
+  assert_ok(run_virtual(older_fail_main, &c));
+  ASSERT_SOFT();
+  if (c.skip) skip();
+  /* Attempt 2 started when attempt 1's delay ran out (2 delays), not when attempt 0 failed. */
+  if (c.elapsed < 2 * c.delay || c.elapsed >= 3 * c.delay)
+    fail_msg("connected after %g s of virtual time, expected %g", c.elapsed, 2 * c.delay);
+}
+
+/*
  * interleave=: the order in which the addresses are tried.  "multi.test"
  * gives [v6a, v6b, v6c, v4a, v4b]; every address refuses except one that
  * listens, so the number of failures before the connection is that

@@ -283,7 +283,8 @@ typedef struct asyncio_connection_options {
   /*
    * Happy Eyeballs (RFC 8305, happy_eyeballs_delay=): seconds to wait for an
    * attempt before starting the next one in parallel; <= 0 = off (Python's
-   * None: one attempt after another).  0.25 is the RFC's value.
+   * None: one attempt after another).  0.25 is the RFC's value.  The failure
+   * of the attempt started last starts the next one at once (staggered_race).
    */
   double happy_eyeballs_delay;
   /*
