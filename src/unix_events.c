@@ -11,6 +11,7 @@
  * socket it bound (Python 3.13's cleanup_socket, which compares inode
  * numbers), also for a socket given with sock=.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -112,7 +113,7 @@ static int check_pipe_fd(int fd) {
   if (fstat(fd, &st) < 0) return -errno;
   if (!(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode)))
     return -EINVAL; /* "Pipe transport is only for pipes, sockets and character devices" */
-  return asyncio__set_nonblock(fd);
+  return 0;
 }
 
 static int connect_pipe(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
@@ -126,6 +127,8 @@ static int connect_pipe(asyncio_loop_t *loop, asyncio_protocol_factory_fn factor
   if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;
   rc = check_pipe_fd(fd);
   if (rc) return rc;
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) return -errno;
   if (kind == ASYNCIO__TK_WRITE_PIPE) {
     /* What the Python interpreter does at startup: a broken pipe is EPIPE, not death. */
     struct sigaction sa;
@@ -134,8 +137,12 @@ static int connect_pipe(asyncio_loop_t *loop, asyncio_protocol_factory_fn factor
       signal(SIGPIPE, SIG_IGN);
   }
   int taken = 0;
-  return asyncio__transport_make_and_wait(loop, fd, kind, factory, factory_arg, transport,
-                                          instance, &taken);
+  rc = asyncio__transport_make_and_wait(loop, fd, kind, factory, factory_arg, transport, instance,
+                                        &taken);
+  /* Python makes the pipe non-blocking only once the factory has given a
+   * protocol: a refused connection leaves the caller's descriptor as it was. */
+  if (!taken && !(fl & O_NONBLOCK)) (void)fcntl(fd, F_SETFL, fl);
+  return rc;
 }
 
 ASYNCIO_API int asyncio_loop_connect_read_pipe(asyncio_loop_t *loop,

@@ -518,6 +518,13 @@ TEST(write_pipe_reader_closed_with_data) {
   ASSERT_SOFT();
 }
 
+static int refusing_factory(void *arg, const asyncio_protocol_t **proto, void **instance) {
+  (void)arg;
+  (void)proto;
+  (void)instance;
+  return -EPERM;
+}
+
 static int pipe_args_main(void *arg) {
   dctx_t *c = arg;
   asyncio_loop_t *loop = asyncio_get_running_loop();
@@ -530,9 +537,14 @@ static int pipe_args_main(void *arg) {
   CHECK_RC(asyncio_loop_connect_write_pipe(loop, peer_factory, &c->cli, fd, &t, NULL), -EINVAL);
   close(fd);
   CHECK_RC(asyncio_loop_connect_read_pipe(loop, peer_factory, &c->cli, -1, &t, NULL), -EBADF);
-  /* A read pipe paused, resumed, and closed by the protocol side. */
   int p[2];
   CHECK(pipe2(p, O_CLOEXEC) == 0);
+  /* A refusing factory: the descriptors stay the caller's, and blocking, as in Python. */
+  CHECK_RC(asyncio_loop_connect_read_pipe(loop, refusing_factory, NULL, p[0], &t, NULL), -EPERM);
+  CHECK_RC(asyncio_loop_connect_write_pipe(loop, refusing_factory, NULL, p[1], &t, NULL), -EPERM);
+  CHECK(t == NULL);
+  CHECK(!(fcntl(p[0], F_GETFL) & O_NONBLOCK) && !(fcntl(p[1], F_GETFL) & O_NONBLOCK));
+  /* A read pipe paused, resumed, and closed by the protocol side. */
   CHECK_RC(asyncio_loop_connect_read_pipe(loop, peer_factory, &c->cli, p[0], &t, NULL), 0);
   if (!t) return -1;
   CHECK_RC(asyncio_transport_pause_reading(t), 0);

@@ -417,7 +417,8 @@ int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
 /*
  * Wraps the read end of a pipe, FIFO, socket or character device
  * (loop.connect_read_pipe(protocol_factory, pipe)).  The descriptor is made
- * non-blocking; on success the transport owns it (and closes it).  EOF
+ * non-blocking; on success the transport owns it (and closes it).  When the
+ * factory refuses, the descriptor is left as it was, blocking or not.  EOF
  * calls eof_received, whose value is ignored, then connection_lost(0).
  * A read error ends it too: connection_lost gets the error, which is
  * also reported to the exception handler unless it is -EIO (Python's
