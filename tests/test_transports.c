@@ -1036,6 +1036,53 @@ TEST(happy_eyeballs_older_failure_waits_for_delay) {
 }
 
 /*
+ * options->errors lists the failures by attempt, not by when each failed
+ * (Python's list of exceptions is indexed by attempt): attempt 1 (refused)
+ * fails first, attempt 0 (a black hole, shut down by a task) after it.
+ */
+static int errors_order_main(void *arg) {
+  older_ctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  if (!have_ipv6()) {
+    c->skip = true;
+    return 0;
+  }
+  asyncio__resolve_hook = multi_resolve;
+  int refused = -1;
+  int p6 = make_hole(AF_INET6, 0, &c->h6), p4 = refused_port(AF_INET, &refused);
+  CHECK(p6 > 0 && p4 > 0);
+  g_nmulti = 0;
+  g_multi[g_nmulti++] = (maddr_t){AF_INET6, "::1", p6};
+  g_multi[g_nmulti++] = (maddr_t){AF_INET, "127.0.0.1", p4};
+  asyncio_task_t *killer = NULL;
+  CHECK_RC(asyncio_create_task(&killer, fail_older, c, NULL), 0);
+  int errs[4] = {0};
+  size_t nerr = 0;
+  asyncio_connection_options_t o = {
+      .happy_eyeballs_delay = c->delay, .errors = errs, .errors_cap = 4, .nerrors = &nerr};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "multi.test", 0, &o, &t,
+                                          NULL),
+           ASYNCIO_EEXCEPTIONGROUP);
+  if (killer) {
+    CHECK_RC(asyncio_await(killer, NULL), 0);
+    asyncio_task_free(killer);
+  }
+  CHECK(c->shut == 1 && t == NULL && c->cli.made == 0);
+  CHECK(nerr == 2 && errs[0] == -ECONNRESET && errs[1] == -ECONNREFUSED);
+  free_hole(&c->h6);
+  close(refused);
+  return 0;
+}
+
+TEST(happy_eyeballs_errors_in_attempt_order) {
+  older_ctx_t c = {.delay = 10};
+  assert_ok(run_virtual(errors_order_main, &c));
+  ASSERT_SOFT();
+  if (c.skip) skip();
+}
+
+/*
  * interleave=: the order in which the addresses are tried.  "multi.test"
  * gives [v6a, v6b, v6c, v4a, v4b]; every address refuses except one that
  * listens, so the number of failures before the connection is that
