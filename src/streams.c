@@ -840,7 +840,13 @@ ASYNCIO_API void asyncio_stream_free_data(char *data, size_t len) {
   if (data) asyncio__free(data, len + 1);
 }
 
-/* Finds the shortest match of any separator at or after offset. */
+/*
+ * Finds the shortest match of any separator at or after offset.  When two
+ * matches end at the same byte the shorter separator wins, whatever the
+ * caller's order: Python sorts the tuple by length and keeps the first of
+ * equal ends, and match_start (what LimitOverrun compares with the limit
+ * and reports as consumed) is that separator's start.
+ */
 static bool find_sep(const stream_t *s, size_t offset, const void *const *seps,
                      const size_t *seplens, size_t nseps, size_t *mstart, size_t *mend) {
   const char *base = s->buf + s->start;
@@ -854,7 +860,7 @@ static bool find_sep(const stream_t *s, size_t offset, const void *const *seps,
       hit = memmem(base + offset, blen - offset, seps[i], seplens[i]);
     if (!hit) continue;
     size_t st = (size_t)(hit - base), en = st + seplens[i];
-    if (!found || en < *mend) {
+    if (!found || en < *mend || (en == *mend && st > *mstart)) {
       *mstart = st;
       *mend = en;
       found = true;

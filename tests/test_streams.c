@@ -470,6 +470,46 @@ TEST(readuntil_several_separators) {
 }
 
 /*
+ * Two separators ending at the same byte ("\r\n" and "\n" in "xx\r\n"): the
+ * shorter one is the match whatever the order they are given in, as Python
+ * sorts the tuple by length.  The bytes returned are the same either way;
+ * match_start is not: 3, beyond a limit of 2, so LimitOverrun(consumed=3).
+ */
+static int readuntil_tie_main(void *arg) {
+  (void)arg;
+  reader_t *r;
+  writer_t *w;
+  int raw;
+  CHECK_RC(pair_open(2, &r, &w, &raw), 0);
+  raw_write(raw, "xx\r\n");
+  WAIT_UNTIL(asyncio_stream_buffered(r) == 4);
+  const char *out = NULL;
+  const void *crlf_first[2] = {"\r\n", "\n"}, *lf_first[2] = {"\n", "\r\n"};
+  size_t lens_crlf_first[2] = {2, 1}, lens_lf_first[2] = {1, 2};
+  CHECK(asyncio_stream_readuntil_any(r, lf_first, lens_lf_first, 2, &out) ==
+        ASYNCIO_ELIMITOVERRUN);
+  CHECK(asyncio_stream_overrun_consumed(r) == 3);
+  CHECK(asyncio_stream_readuntil_any(r, crlf_first, lens_crlf_first, 2, &out) ==
+        ASYNCIO_ELIMITOVERRUN);
+  CHECK(asyncio_stream_overrun_consumed(r) == 3);
+  CHECK(asyncio_stream_buffered(r) == 4); /* readuntil consumed nothing */
+  pair_close(r, w, raw);
+  /* With a limit of 3 the separator may start at 3: the line is returned. */
+  CHECK_RC(pair_open(3, &r, &w, &raw), 0);
+  raw_write(raw, "xx\r\n");
+  WAIT_UNTIL(asyncio_stream_buffered(r) == 4);
+  CHECK(asyncio_stream_readuntil_any(r, crlf_first, lens_crlf_first, 2, &out) == 4);
+  if (out) CHECK(memcmp(out, "xx\r\n", 4) == 0);
+  pair_close(r, w, raw);
+  return 0;
+}
+
+TEST(readuntil_any_equal_ends_shorter_wins) {
+  assert_ok(run_main(readuntil_tie_main, NULL));
+  ASSERT_SOFT();
+}
+
+/*
  * Random reader calls against a model.  The peer sends lines (each shorter
  * than the limit, ended by '\n' or '|') in random pieces with yields in
  * between, while the reader mixes read, readexactly, readline, readuntil

@@ -198,7 +198,9 @@ ssize_t asyncio_stream_readuntil(asyncio_stream_reader_t *reader, const void *se
 
 /*
  * readuntil((sep1, sep2, ...)) (Python 3.13): the shortest match of any of
- * the nseps separators wins.  As asyncio_stream_readuntil.
+ * the nseps separators wins; of two ending at the same byte, the shorter
+ * separator, whatever their order (its start is what LimitOverrun compares
+ * with the limit).  As asyncio_stream_readuntil.
  */
 ssize_t asyncio_stream_readuntil_any(asyncio_stream_reader_t *reader, const void *const *seps,
                                      const size_t *seplens, size_t nseps, const char **out);
