@@ -18,11 +18,13 @@
  * reader's buffer, or into the caller's buffer while a read waits on an
  * empty one.
  *
- * Errors.  A connection error (-ECONNRESET, ...) is kept and returned by
- * every later read once the data received before it has been consumed
- * (Python raises it at once, dropping that data).  A read that is
- * cancelled, or fails with an error, consumes nothing: bytes it had taken
- * go back in front of the buffer.
+ * Errors.  A connection error (-ECONNRESET, ...) is kept.  A later read
+ * that the data received before the error can serve is served from it; one
+ * that it cannot serve (readline or readuntil without a separator in it,
+ * readexactly asking for more) returns the error and consumes nothing, so
+ * read(n) still gets that data (Python's read raises at once, dropping it).
+ * A read that is cancelled, or fails with an error, consumes nothing: bytes
+ * it had taken go back in front of the buffer.
  *
  * Every call that can suspend is a cancellation point and is bounded by the
  * ambient timeout scope (asyncio/timeouts.h): when the scope expires the
