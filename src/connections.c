@@ -11,10 +11,11 @@
  * previous one failed; with it, also when happy_eyeballs_delay has passed
  * since the last start, so several race and the first to connect wins (the
  * others are closed).  Only the failure of the attempt started last starts
- * the next one early, as in staggered_race.  The calling task waits on one future that any
- * attempt's writability or the stagger timer completes.  The connector is a
- * loop resource: if the loop is closed while the task waits, its sockets
- * are closed.  Cancelling the task closes every socket it opened.
+ * the next one early, as in staggered_race.  The calling task waits on one
+ * future that any attempt's writability or the stagger timer completes.
+ * The connector is a loop resource: if the loop is closed while the task
+ * waits, its sockets are closed.  Cancelling the task closes every socket
+ * it opened.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
