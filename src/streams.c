@@ -782,6 +782,7 @@ ASYNCIO_API int asyncio_stream_read_all(asyncio_stream_reader_t *reader, char **
   if (rc) return rc;
   char *out = NULL;
   size_t olen = 0, ocap = 0;
+  bool conn_err = false;
   for (;;) {
     size_t b = buffered(s);
     if (b) {
@@ -800,6 +801,7 @@ ASYNCIO_API int asyncio_stream_read_all(asyncio_stream_reader_t *reader, char **
     }
     if (s->exc) {
       rc = s->exc;
+      conn_err = true;
       break;
     }
     if (s->eof) break;
@@ -828,10 +830,11 @@ ASYNCIO_API int asyncio_stream_read_all(asyncio_stream_reader_t *reader, char **
       return 0;
     }
   }
-  /* Cancelled (a timeout scope, say) or out of memory: the bytes go back, so
-   * the call consumed nothing, as the other reader calls.  After a
-   * connection error they are dropped, as Python's read(-1) drops them. */
-  if (rc == -ECANCELED || rc == -ENOMEM) unread(s, out, olen);
+  /* Cancelled (a timeout scope, say), out of memory, or unable to wait (no
+   * task, another loop's task): the bytes go back, so the call consumed
+   * nothing, as the other reader calls.  After a connection error they are
+   * dropped, as Python's read(-1) drops them. */
+  if (!conn_err) unread(s, out, olen);
   if (out) asyncio__free(out, ocap);
   return rc;
 }
