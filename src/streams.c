@@ -157,6 +157,11 @@ static void stream_destroy(asyncio__res_t *r) {
   s->wbusy = 0;
   s->dptr = NULL;
   if (s->handler_owned) s->r.live = s->w.live = 0;
+  /* readuntil's partial bytes lived in the buffer freed below: partial() must not lend them. */
+  if (s->partial) {
+    s->partial = NULL;
+    s->partial_len = 0;
+  }
   buffers_free(s);
   s->loop = NULL;
   maybe_free(s);
