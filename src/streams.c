@@ -600,7 +600,7 @@ static int handler_main(void *arg) {
 }
 
 static int start_common(asyncio_stream_handler_fn handler, void *arg, const char *host, int port,
-                        const char *path, const asyncio_stream_options_t *o,
+                        bool unix_, const char *path, const asyncio_stream_options_t *o,
                         asyncio_server_t **server) {
   if (!handler || !server) return -EINVAL;
   *server = NULL;
@@ -619,8 +619,8 @@ static int start_common(asyncio_stream_handler_fn handler, void *arg, const char
   asyncio__res_link(loop, &c->res);
   const asyncio_server_options_t *so = o ? o->server : NULL;
   asyncio_server_t *srv = NULL;
-  rc = path ? asyncio_loop_create_unix_server(loop, server_factory, c, path, so, &srv)
-            : asyncio_loop_create_server(loop, server_factory, c, host, port, so, &srv);
+  rc = unix_ ? asyncio_loop_create_unix_server(loop, server_factory, c, path, so, &srv)
+             : asyncio_loop_create_server(loop, server_factory, c, host, port, so, &srv);
   if (rc < 0) {
     ctx_destroy(&c->res);
     return rc;
@@ -636,15 +636,16 @@ ASYNCIO_API int asyncio_start_server(asyncio_stream_handler_fn handler, void *ar
                                      const char *host, int port,
                                      const asyncio_stream_options_t *options,
                                      asyncio_server_t **server) {
-  return start_common(handler, arg, host, port, NULL, options, server);
+  return start_common(handler, arg, host, port, false, NULL, options, server);
 }
 
 ASYNCIO_API int asyncio_start_unix_server(asyncio_stream_handler_fn handler, void *arg,
                                           const char *path,
                                           const asyncio_stream_options_t *options,
                                           asyncio_server_t **server) {
-  if (!path) return -EINVAL;
-  return start_common(handler, arg, NULL, 0, path, options, server);
+  /* As open_unix_connection: a NULL path is fine with sock= (Python:
+   * start_unix_server(cb, sock=s)); create_unix_server wants exactly one. */
+  return start_common(handler, arg, NULL, 0, true, path, options, server);
 }
 
 ASYNCIO_API int asyncio_stream_detach(asyncio_stream_writer_t *writer) {
