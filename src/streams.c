@@ -648,9 +648,12 @@ ASYNCIO_API int asyncio_start_unix_server(asyncio_stream_handler_fn handler, voi
   return start_common(handler, arg, NULL, 0, true, path, options, server);
 }
 
+static int writer_check(const asyncio_stream_writer_t *w, stream_t **out);
+
 ASYNCIO_API int asyncio_stream_detach(asyncio_stream_writer_t *writer) {
-  if (!writer || !writer->live) return -EINVAL;
-  stream_t *s = W2S(writer);
+  stream_t *s;
+  int rc = writer_check(writer, &s);
+  if (rc) return rc;
   if (!s->handler) return -EINVAL;
   s->handler_owned = 0;
   return 0;
