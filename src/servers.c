@@ -237,7 +237,8 @@ ASYNCIO_API int asyncio_server_close(asyncio_server_t *s) {
 }
 
 ASYNCIO_API int asyncio_server_close_clients(asyncio_server_t *s) {
-  if (!s || s->orphan) return -EINVAL;
+  if (!s) return -EINVAL;
+  if (s->orphan) return ASYNCIO_ECLOSED; /* the loop, and the clients with it, are gone */
   int rc = asyncio__check_thread(s->loop);
   if (rc) return rc;
   /* close() never unlinks synchronously (connection_lost comes later). */
@@ -247,7 +248,8 @@ ASYNCIO_API int asyncio_server_close_clients(asyncio_server_t *s) {
 }
 
 ASYNCIO_API int asyncio_server_abort_clients(asyncio_server_t *s) {
-  if (!s || s->orphan) return -EINVAL;
+  if (!s) return -EINVAL;
+  if (s->orphan) return ASYNCIO_ECLOSED;
   int rc = asyncio__check_thread(s->loop);
   if (rc) return rc;
   for (asyncio_transport_t *t = s->clients; t; t = *asyncio__transport_next_slot(t))
@@ -322,7 +324,8 @@ ASYNCIO_API asyncio_loop_t *asyncio_server_get_loop(const asyncio_server_t *s) {
 /* ---- suspending calls -------------------------------------------------------------------- */
 
 static int check_task(asyncio_server_t *s) {
-  if (!s || s->orphan) return -EINVAL;
+  if (!s) return -EINVAL;
+  if (s->orphan) return ASYNCIO_ECLOSED; /* before s->loop: it may be freed */
   int rc = asyncio__check_thread(s->loop);
   if (rc) return rc;
   if (asyncio__running_loop != s->loop || !s->loop->current) return ASYNCIO_ENOTASK;
