@@ -489,14 +489,16 @@ ASYNCIO_API int asyncio_loop_create_server(asyncio_loop_t *loop,
   if (use_sock ? (host || (o->hosts && o->hosts[0]) || port != 0 || o->sock < 0)
                : (port < 0 || port > 65535))
     return -EINVAL;
-  if (o && (o->backlog < 0 || o->accept_retry_delay < 0)) return -EINVAL;
+  /* A NaN delay is refused as call_later refuses it (it would silently mean the default). */
+  if (o && (o->backlog < 0 || !(o->accept_retry_delay >= 0))) return -EINVAL;
   int rc = asyncio__check_thread(loop);
   if (rc) return rc;
   if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;
   if (use_sock) {
     int type = 0;
     socklen_t sl = sizeof type;
-    if (getsockopt(o->sock, SOL_SOCKET, SO_TYPE, &type, &sl) < 0) return -ENOTSOCK;
+    if (getsockopt(o->sock, SOL_SOCKET, SO_TYPE, &type, &sl) < 0)
+      return errno == EBADF ? -EBADF : -ENOTSOCK; /* as create_connection(sock=) */
     if (type != SOCK_STREAM) return -EINVAL;
     rc = asyncio__set_nonblock(o->sock);
     if (rc) return rc;

@@ -48,7 +48,7 @@ ASYNCIO_API int asyncio_loop_create_unix_server(asyncio_loop_t *loop,
   if (!loop || !factory || !server) return -EINVAL;
   int use_sock = o && o->use_sock;
   if (use_sock ? (path != NULL || o->sock < 0) : !path) return -EINVAL;
-  if (o && (o->backlog < 0 || o->accept_retry_delay < 0)) return -EINVAL;
+  if (o && (o->backlog < 0 || !(o->accept_retry_delay >= 0))) return -EINVAL; /* NaN too */
   int rc = asyncio__check_thread(loop);
   if (rc) return rc;
   if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;
@@ -59,7 +59,7 @@ ASYNCIO_API int asyncio_loop_create_unix_server(asyncio_loop_t *loop,
     socklen_t tl = sizeof type;
     if (getsockname(o->sock, (struct sockaddr *)&ss, &sl) < 0 ||
         getsockopt(o->sock, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
-      return -ENOTSOCK;
+      return errno == EBADF ? -EBADF : -ENOTSOCK;
     if (ss.ss_family != AF_UNIX || type != SOCK_STREAM) return -EINVAL;
     rc = asyncio__set_nonblock(o->sock);
     if (rc) return rc;
