@@ -37,6 +37,16 @@
  * one the buffer could serve at once or read(0) (Python raises only when the
  * second call would itself have to wait).  Several tasks may wait in
  * drain() on one writer, and all wake together.
+ *
+ * Misuse.  -EINVAL reports a NULL handle or pointer, a handle freed while
+ * the other handle of its pair still holds the object (once both are freed
+ * the pointers are dangling, as after any _free), and a call that has to
+ * wait made from a task of a loop other than the stream's.  A call made from
+ * a thread other than the one running the stream's loop returns
+ * ASYNCIO_EWRONGTHREAD.  When the loop is closed, the handles the caller
+ * still holds are orphans: the calls below return ASYNCIO_ECLOSED, except
+ * close() (0), the _free calls (which must still be made) and the queries
+ * (at_eof, buffered, is_closing, transport, ...: as for a lost connection).
  */
 #ifndef ASYNCIO_STREAMS_H
 #define ASYNCIO_STREAMS_H
@@ -88,7 +98,14 @@ typedef struct asyncio_stream_options {
 int asyncio_open_connection(const char *host, int port, const asyncio_stream_options_t *options,
                             asyncio_stream_reader_t **reader, asyncio_stream_writer_t **writer);
 
-/* asyncio.open_unix_connection(path, ...): as asyncio_open_connection. */
+/*
+ * asyncio.open_unix_connection(path, ...): as asyncio_open_connection, over
+ * asyncio_loop_create_unix_connection.  path is NULL when
+ * options->connection gives a socket (sock=).  Returns 0, what
+ * create_unix_connection returns (-ENOENT, -ECONNREFUSED, -ENAMETOOLONG,
+ * -ECANCELED, ...; -EINVAL for both or neither of path and sock),
+ * ASYNCIO_ENOTASK, -EINVAL (NULL out pointers).
+ */
 int asyncio_open_unix_connection(const char *path, const asyncio_stream_options_t *options,
                                  asyncio_stream_reader_t **reader,
                                  asyncio_stream_writer_t **writer);
@@ -123,14 +140,21 @@ typedef int (*asyncio_stream_handler_fn)(asyncio_stream_reader_t *reader,
 int asyncio_start_server(asyncio_stream_handler_fn handler, void *arg, const char *host, int port,
                          const asyncio_stream_options_t *options, asyncio_server_t **server);
 
-/* asyncio.start_unix_server(client_connected_cb, path, ...): as asyncio_start_server. */
+/*
+ * asyncio.start_unix_server(client_connected_cb, path, ...): as
+ * asyncio_start_server, over asyncio_loop_create_unix_server.  path is
+ * NULL when options->server gives a socket (sock=).  Returns as
+ * create_unix_server (-EINVAL for both or neither of path and sock).
+ */
 int asyncio_start_unix_server(asyncio_stream_handler_fn handler, void *arg, const char *path,
                               const asyncio_stream_options_t *options, asyncio_server_t **server);
 
 /*
  * Takes the reader and writer of a start_server handler over: the library
  * no longer frees them when the handler returns, the caller frees them
- * (e.g. after handing them to another task).  Returns 0, -EINVAL.
+ * (e.g. after handing them to another task).  Idempotent.  Returns 0,
+ * -EINVAL (also: not a start_server stream), ASYNCIO_ECLOSED,
+ * ASYNCIO_EWRONGTHREAD.
  */
 int asyncio_stream_detach(asyncio_stream_writer_t *writer);
 
@@ -143,9 +167,10 @@ int asyncio_stream_detach(asyncio_stream_writer_t *writer);
  * connection's error if there is one and the buffer is empty), or a
  * negative error: the connection's error
  * (-ECONNRESET, ...) once the buffer is empty, -ECANCELED,
- * ASYNCIO_EINVALIDSTATE (another task is waiting on this reader), -EINVAL,
- * ASYNCIO_ENOTASK (it had to wait outside a task), ASYNCIO_ECLOSED (the
- * loop was closed).
+ * ASYNCIO_EINVALIDSTATE (another task is waiting on this reader), -EINVAL
+ * (NULL buf with n > 0; see Misuse above), ASYNCIO_ENOTASK (it had to wait
+ * outside a task), ASYNCIO_ECLOSED (the loop was closed),
+ * ASYNCIO_EWRONGTHREAD.
  */
 ssize_t asyncio_stream_read(asyncio_stream_reader_t *reader, void *buf, size_t n);
 
@@ -154,8 +179,9 @@ ssize_t asyncio_stream_read(asyncio_stream_reader_t *reader, void *buf, size_t n
  * caller owns (free it with asyncio_stream_free_data(*data, *len); it is
  * NUL-terminated for convenience), *len its length.  Not bounded by the
  * limit (as in Python).  Returns 0, a connection error (the bytes read so
- * far are dropped), -ECANCELED or -ENOMEM (the bytes read so far go back to
- * the reader: the call consumed nothing), -EINVAL.
+ * far are dropped), -ENOMEM, or another error as read() (-ECANCELED,
+ * ASYNCIO_ENOTASK, ...); after any error but a connection error the bytes
+ * read so far go back to the reader: the call consumed nothing.
  */
 int asyncio_stream_read_all(asyncio_stream_reader_t *reader, char **data, size_t *len);
 
@@ -202,7 +228,9 @@ ssize_t asyncio_stream_readuntil(asyncio_stream_reader_t *reader, const void *se
  * readuntil((sep1, sep2, ...)) (Python 3.13): the shortest match of any of
  * the nseps separators wins; of two ending at the same byte, the shorter
  * separator, whatever their order (its start is what LimitOverrun compares
- * with the limit).  As asyncio_stream_readuntil.
+ * with the limit).  As asyncio_stream_readuntil; -EINVAL also for nseps 0
+ * or a NULL array (Python: ValueError for an empty tuple) and for any NULL
+ * or empty separator.
  */
 ssize_t asyncio_stream_readuntil_any(asyncio_stream_reader_t *reader, const void *const *seps,
                                      const size_t *seplens, size_t nseps, const char **out);
@@ -211,17 +239,18 @@ ssize_t asyncio_stream_readuntil_any(asyncio_stream_reader_t *reader, const void
  * After ASYNCIO_EINCOMPLETEREAD from readuntil: the partial bytes
  * (IncompleteReadError.partial), borrowed until the next call on the reader.
  * After readexactly: *data NULL, *len the count copied into the caller's
- * buffer.  Returns 0, or -EINVAL.
+ * buffer.  Once the loop is closed the reader's buffer is gone: *data NULL,
+ * *len 0 after readuntil.  Returns 0, or -EINVAL.
  */
 int asyncio_stream_partial(const asyncio_stream_reader_t *reader, const char **data, size_t *len);
 
-/* After ASYNCIO_ELIMITOVERRUN: LimitOverrunError.consumed. */
+/* After ASYNCIO_ELIMITOVERRUN: LimitOverrunError.consumed.  0 for NULL. */
 size_t asyncio_stream_overrun_consumed(const asyncio_stream_reader_t *reader);
 
-/* StreamReader.at_eof(): EOF was received and the buffer is empty. */
+/* StreamReader.at_eof(): EOF was received and the buffer is empty.  false for NULL. */
 bool asyncio_stream_at_eof(const asyncio_stream_reader_t *reader);
 
-/* Bytes in the reader's buffer now (len(reader._buffer)). */
+/* Bytes in the reader's buffer now (len(reader._buffer)).  0 for NULL. */
 size_t asyncio_stream_buffered(const asyncio_stream_reader_t *reader);
 
 /*
@@ -241,8 +270,8 @@ size_t asyncio_stream_buffered(const asyncio_stream_reader_t *reader);
 
 /*
  * Frees the reader handle (reading goes on; later data is discarded).
- * Returns 0, -EINVAL, -EBUSY while a task waits on it.  Works after the
- * loop was closed.
+ * Returns 0, -EINVAL, -EBUSY while a task waits on it,
+ * ASYNCIO_EWRONGTHREAD.  Works after the loop was closed.
  */
 int asyncio_stream_reader_free(asyncio_stream_reader_t *reader);
 
@@ -254,11 +283,16 @@ int asyncio_stream_reader_free(asyncio_stream_reader_t *reader);
  * the buffer to go down.  Returns 0; the connection's error if it is lost
  * (ASYNCIO_ECLOSED once close() was called, -EPIPE after write_eof, else
  * the error that ended it; ASYNCIO_ECLOSED also when someone else closed
- * the transport, e.g. asyncio_server_close_clients); -ENOMEM; -EINVAL.
+ * the transport, e.g. asyncio_server_close_clients, and after loop close);
+ * -EBUSY while asyncio_loop_sendfile runs on the transport (Python's
+ * RuntimeError); -ENOMEM; -EINVAL; ASYNCIO_EWRONGTHREAD.
  */
 int asyncio_stream_write(asyncio_stream_writer_t *writer, const void *data, size_t n);
 
-/* StreamWriter.writelines(data): as write, one buffer per iovec. */
+/*
+ * StreamWriter.writelines(data): as write, one buffer per iovec; -EINVAL
+ * also for iovcnt > INT_MAX or an iovec with a NULL base and a length.
+ */
 int asyncio_stream_writelines(asyncio_stream_writer_t *writer, const struct iovec *iov,
                               size_t iovcnt);
 
@@ -268,38 +302,52 @@ int asyncio_stream_writelines(asyncio_stream_writer_t *writer, const struct iove
  * yields once when the connection is closing, as Python does.  Returns 0,
  * the connection's error (-ECONNRESET, -EPIPE, ...; -ECONNRESET, Python's
  * "Connection lost", once the connection is gone even if it ended
- * cleanly), -ECANCELED, -EINVAL, ASYNCIO_ENOTASK.
+ * cleanly), -ECANCELED, -EINVAL, ASYNCIO_ENOTASK (it had to wait outside a
+ * task), ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD.
  */
 int asyncio_stream_drain(asyncio_stream_writer_t *writer);
 
 /*
  * StreamWriter.write_eof(): shuts the write side down after the buffered
- * data.  Returns 0 (also once the connection is gone), -EOPNOTSUPP, -EINVAL.
+ * data.  Returns 0 (also once the connection is closing or gone), -EINVAL,
+ * ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD.  Every transport a stream runs on
+ * (sockets, write pipes) can write EOF.
  */
 int asyncio_stream_write_eof(asyncio_stream_writer_t *writer);
+/* StreamWriter.can_write_eof(): false for NULL, once the connection is gone, after loop close. */
 bool asyncio_stream_can_write_eof(const asyncio_stream_writer_t *writer);
 
 /*
  * StreamWriter.close(): closes the transport (buffered data is still sent).
- * Idempotent.  The writer stays valid until freed.
+ * Idempotent.  The writer stays valid until freed.  Returns 0 (also after
+ * loop close), -EINVAL, ASYNCIO_EWRONGTHREAD.
  */
 int asyncio_stream_close(asyncio_stream_writer_t *writer);
+/* StreamWriter.is_closing(): true also for NULL and after loop close. */
 bool asyncio_stream_is_closing(const asyncio_stream_writer_t *writer);
 
 /*
  * StreamWriter.wait_closed(): waits until the connection is fully closed
  * (connection_lost).  Returns 0, the error the connection ended with,
- * -ECANCELED, -EINVAL, ASYNCIO_ENOTASK.
+ * -ECANCELED, -EINVAL, ASYNCIO_ENOTASK (it had to wait outside a task),
+ * ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD.
  */
 int asyncio_stream_wait_closed(asyncio_stream_writer_t *writer);
 
 /*
- * StreamWriter.transport: the transport, or NULL once the connection is lost.
- * For get_extra_info: asyncio_transport_get_peername/sockname/fd on it.
+ * StreamWriter.transport: the transport, or NULL once the connection is lost
+ * (and for NULL, and after loop close).  For get_extra_info:
+ * asyncio_transport_get_peername/sockname/fd on it.
  */
 asyncio_transport_t *asyncio_stream_transport(const asyncio_stream_writer_t *writer);
 
-/* The writer's peer and local addresses (get_extra_info('peername'/'sockname')). */
+/*
+ * The writer's peer and local addresses (get_extra_info('peername' /
+ * 'sockname')), as the connection had them when it was made: copies at most
+ * *len bytes to addr and sets *len to the address's full length, as
+ * getpeername(2).  Returns 0, -EINVAL (a NULL argument), -ENOTCONN (there
+ * is none: a pipe, as a subprocess's stdin; Python's None).
+ */
 int asyncio_stream_get_peername(const asyncio_stream_writer_t *writer, struct sockaddr *addr,
                                 socklen_t *len);
 int asyncio_stream_get_sockname(const asyncio_stream_writer_t *writer, struct sockaddr *addr,
@@ -307,8 +355,8 @@ int asyncio_stream_get_sockname(const asyncio_stream_writer_t *writer, struct so
 
 /*
  * Frees the writer handle, closing the transport as close() does.
- * Returns 0, -EINVAL, -EBUSY while a task waits in drain / wait_closed.
- * Works after the loop was closed.
+ * Returns 0, -EINVAL, -EBUSY while a task waits in drain / wait_closed,
+ * ASYNCIO_EWRONGTHREAD.  Works after the loop was closed.
  */
 int asyncio_stream_writer_free(asyncio_stream_writer_t *writer);
 
