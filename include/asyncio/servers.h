@@ -7,7 +7,15 @@
  * (its clients).  The caller owns the server: asyncio_server_close() stops
  * listening, asyncio_server_free() closes and frees it.  Clients outlive
  * the server's close (as in Python); freeing the server detaches them.
- * All calls are loop-thread only.
+ *
+ * All calls are loop-thread only: made from a thread other than the one
+ * running the loop, they return ASYNCIO_EWRONGTHREAD (the queries
+ * is_serving, sockets and get_loop only read, and do not check).  -EINVAL
+ * reports a NULL server.  When the loop is closed with the server still
+ * open, the server is closed with it (listening sockets closed, clients
+ * detached, nothing called back); the caller must still free it, close()
+ * returns 0, the queries answer as for a closed server (get_loop() NULL),
+ * and the other calls return ASYNCIO_ECLOSED.
  */
 #ifndef ASYNCIO_SERVERS_H
 #define ASYNCIO_SERVERS_H
@@ -53,7 +61,7 @@ typedef struct asyncio_server_options {
   /*
    * Seconds to stop accepting after accept() failed for lack of
    * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM);
-   * 0 = CPython's ACCEPT_RETRY_DELAY, 1 s.
+   * 0 = CPython's ACCEPT_RETRY_DELAY, 1 s.  Negative or NaN: -EINVAL.
    */
   double accept_retry_delay;
   /*
@@ -73,10 +81,16 @@ typedef struct asyncio_server_options {
  * picks a free port per socket.  Each accepted connection calls the factory
  * and gets a transport with TCP_NODELAY.  Suspends the calling task
  * (resolution, then one loop iteration when start_serving, as Python's
- * sleep(0)).  Stores the server in *server (owned by the caller).
- * Returns 0, -EINVAL, ASYNCIO_ENOTASK, -ECANCELED, ASYNCIO_EGAI_*,
- * -EADDRINUSE and other bind/listen errors (every socket opened so far is
- * closed), -ENOMEM.
+ * sleep(0)).  Stores the server in *server (owned by the caller; NULL on
+ * error).  Returns 0; -EINVAL (NULL loop, factory or server; port outside
+ * 0..65535; a negative backlog; a negative or NaN accept_retry_delay; with
+ * use_sock: a host, hosts, a port, a negative sock, or a socket that is not
+ * SOCK_STREAM); -EBADF / -ENOTSOCK (use_sock with a descriptor that is not
+ * open / not a socket); ASYNCIO_ENOTASK (not called from a task of loop);
+ * ASYNCIO_ECLOSED (loop closed); ASYNCIO_EWRONGTHREAD; -ECANCELED;
+ * ASYNCIO_EGAI_*; -EADDRINUSE and other socket/bind/listen errors (every
+ * socket opened so far is closed; -EAFNOSUPPORT when the system supports
+ * none of the resolved families); -ENOMEM.
  */
 int asyncio_loop_create_server(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
                                void *factory_arg, const char *host, int port,
@@ -91,7 +105,9 @@ int asyncio_loop_create_server(asyncio_loop_t *loop, asyncio_protocol_factory_fn
  * bind fail with -EADDRINUSE); on close the file is removed if it is still
  * ours, unless cleanup_socket is off (Python 3.13; with sock=, the file the
  * socket is bound to, if any).  Suspends as
- * create_server.  Returns as create_server, and -ENAMETOOLONG.
+ * create_server.  Returns as create_server, and -ENAMETOOLONG; -EINVAL also
+ * for an empty path, for both or neither of path and use_sock, and for a
+ * sock that is not an AF_UNIX stream socket.
  */
 int asyncio_loop_create_unix_server(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
                                     void *factory_arg, const char *path,
@@ -101,23 +117,29 @@ int asyncio_loop_create_unix_server(asyncio_loop_t *loop, asyncio_protocol_facto
 /*
  * Stops listening and closes the listening sockets (Server.close()).
  * Accepted connections stay open.  A serve_forever() in progress returns 0.
- * Idempotent.  Does not suspend.  Returns 0 or -EINVAL.
+ * Idempotent.  Does not suspend.  Returns 0, -EINVAL, ASYNCIO_EWRONGTHREAD.
  */
 int asyncio_server_close(asyncio_server_t *server);
 
-/* Closes every accepted transport (Server.close_clients(), 3.13). */
+/*
+ * Closes every accepted transport (Server.close_clients(), 3.13).  Returns
+ * 0, -EINVAL, ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD.
+ */
 int asyncio_server_close_clients(asyncio_server_t *server);
 
-/* Aborts every accepted transport (Server.abort_clients(), 3.13). */
+/* Aborts every accepted transport (Server.abort_clients(), 3.13).  Returns as close_clients. */
 int asyncio_server_abort_clients(asyncio_server_t *server);
 
-/* Server.is_serving(): accepting connections now. */
+/* Server.is_serving(): accepting connections now.  false for NULL. */
 bool asyncio_server_is_serving(const asyncio_server_t *server);
 
 /*
  * Starts accepting (Server.start_serving()); idempotent.  Suspends for one
  * loop iteration, as Python's sleep(0).  Returns 0, -EINVAL,
- * ASYNCIO_EINVALIDSTATE (closed), ASYNCIO_ENOTASK, -ECANCELED.
+ * ASYNCIO_EINVALIDSTATE (closed), ASYNCIO_ENOTASK (not called from a task
+ * of the server's loop), ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD,
+ * -ECANCELED, listen()'s error (e.g. -EINVAL for a connected socket given
+ * with use_sock), -ENOMEM.
  */
 int asyncio_server_start_serving(asyncio_server_t *server);
 
@@ -128,30 +150,36 @@ int asyncio_server_start_serving(asyncio_server_t *server);
  * asyncio_server_close() ends it, it waits for wait_closed() too and returns
  * 0 (Python raises CancelledError there; C tells the two apart).
  * Returns ASYNCIO_EINVALIDSTATE if the server is closed or already served
- * forever by another task (Python's RuntimeError), ASYNCIO_ENOTASK.
+ * forever by another task (Python's RuntimeError); else as start_serving,
+ * and as wait_closed after the close.
  */
 int asyncio_server_serve_forever(asyncio_server_t *server);
 
 /*
  * Waits until the server is closed and every accepted connection has ended
  * (Server.wait_closed(), 3.12.1 semantics).  Returns at once if that is
- * already so.  Suspends.  Returns 0, -EINVAL, ASYNCIO_ENOTASK, -ECANCELED.
+ * already so.  Suspends.  Returns 0, -EINVAL, ASYNCIO_ENOTASK (not called
+ * from a task of the server's loop), ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD,
+ * -ECANCELED, -ENOMEM.
  */
 int asyncio_server_wait_closed(asyncio_server_t *server);
 
 /*
  * The listening sockets (Server.sockets): stores up to cap descriptors
- * (borrowed) in fds and returns how many there are (0 once closed).
+ * (borrowed) in fds and returns how many there are (0 once closed); fds
+ * may be NULL when cap is 0.  -EINVAL for a NULL server or NULL fds with
+ * cap > 0.
  */
 int asyncio_server_sockets(const asyncio_server_t *server, int *fds, size_t cap);
 
-/* Server.get_loop(). */
+/* Server.get_loop(); NULL for NULL and after the loop was closed. */
 asyncio_loop_t *asyncio_server_get_loop(const asyncio_server_t *server);
 
 /*
  * Closes the server if needed and frees it; its clients live on, detached.
- * Returns 0, -EINVAL, or -EBUSY (nothing freed) while a task waits in
- * serve_forever or wait_closed.
+ * Returns 0, -EINVAL, ASYNCIO_EWRONGTHREAD, or -EBUSY (nothing freed)
+ * while a task waits in serve_forever or wait_closed.  Works after the loop
+ * was closed.
  */
 int asyncio_server_free(asyncio_server_t *server);
 
