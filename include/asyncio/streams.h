@@ -43,10 +43,12 @@
  * the pointers are dangling, as after any _free), and a call that has to
  * wait made from a task of a loop other than the stream's.  A call made from
  * a thread other than the one running the stream's loop returns
- * ASYNCIO_EWRONGTHREAD.  When the loop is closed, the handles the caller
- * still holds are orphans: the calls below return ASYNCIO_ECLOSED, except
- * close() (0), the _free calls (which must still be made) and the queries
- * (at_eof, buffered, is_closing, transport, ...: as for a lost connection).
+ * ASYNCIO_EWRONGTHREAD; the queries (at_eof, buffered, partial,
+ * get_peername, is_closing, transport, ...) only read, and do not check.
+ * When the loop is closed, the handles the caller still holds are orphans:
+ * the calls below return ASYNCIO_ECLOSED, except close() (0), the _free
+ * calls (which must still be made) and the queries (as for a lost
+ * connection).
  */
 #ifndef ASYNCIO_STREAMS_H
 #define ASYNCIO_STREAMS_H
