@@ -34,6 +34,7 @@
  * descriptor registered for writability.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -889,7 +890,9 @@ static int write_iov(asyncio_transport_t *t, const struct iovec *iov, int iovcnt
 ASYNCIO_API int asyncio_transport_write(asyncio_transport_t *t, const void *data, size_t n) {
   int rc = check_t(t);
   if (rc) return rc;
-  if (!data && n) return -EINVAL;
+  /* No object is larger than SSIZE_MAX (writev(2) refuses such a total with
+   * EINVAL); the write buffer's size arithmetic relies on it. */
+  if ((!data && n) || n > SSIZE_MAX) return -EINVAL;
   if (UNLIKELY(t->sf)) return -EBUSY; /* "unable to write; sendfile is in progress" */
   struct iovec v = {(void *)data, n};
   return write_iov(t, &v, 1);
@@ -900,8 +903,13 @@ ASYNCIO_API int asyncio_transport_writelines(asyncio_transport_t *t, const struc
   int rc = check_t(t);
   if (rc) return rc;
   if (iovcnt < 0 || (iovcnt && !iov)) return -EINVAL;
-  for (int i = 0; i < iovcnt; i++)
-    if (!iov[i].iov_base && iov[i].iov_len) return -EINVAL;
+  /* As writev(2): a total above SSIZE_MAX is refused, so no sum can wrap. */
+  size_t total = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if ((!iov[i].iov_base && iov[i].iov_len) || iov[i].iov_len > (size_t)SSIZE_MAX - total)
+      return -EINVAL;
+    total += iov[i].iov_len;
+  }
   /* No early return for iovcnt 0: like write(b''), it is refused after
    * write_eof and during sendfile (Python 3.12's writelines checks first). */
   if (UNLIKELY(t->sf)) return -EBUSY;
@@ -1107,7 +1115,10 @@ ASYNCIO_API int asyncio_transport_sendto(asyncio_transport_t *t, const void *dat
                                          const struct sockaddr *addr, socklen_t addrlen) {
   int rc = check_t(t);
   if (rc) return rc;
-  if ((!data && n) || (addr && (addrlen == 0 || addrlen > sizeof(struct sockaddr_storage))))
+  /* An address must at least hold its family (same_addr reads it); a length
+   * without an address is a mistake (sock_sendto refuses it too). */
+  if ((!data && n) || (!addr && addrlen) ||
+      (addr && (addrlen < sizeof(sa_family_t) || addrlen > sizeof(struct sockaddr_storage))))
     return -EINVAL;
   if (t->kind != ASYNCIO__TK_DATAGRAM) return -EOPNOTSUPP;
   /* No IP datagram carries more.  An AF_UNIX one may: its limit is the
