@@ -18,6 +18,7 @@
  * it opened.
  */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -486,8 +487,18 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
    * Python: 'host/port and sock can not be specified at the same time'.
    * Port 0 stands for port=None here, as create_server(sock=) has it.
    */
-  if (use_sock ? (host != NULL || port != 0 || o->sock < 0) : (port < 0 || port > 65535))
+  if (use_sock ? (host != NULL || port != 0) : (port < 0 || port > 65535)) return -EINVAL;
+  /*
+   * The options that are used (sock= ignores them, as Python does): a
+   * local port outside 0..65535 (the numeric fast path would bind it
+   * truncated to 16 bits), a NaN delay (it would silently mean "off"), an
+   * interleave count below 0.
+   */
+  if (!use_sock && o &&
+      ((o->local_host && (o->local_port < 0 || o->local_port > 65535)) ||
+       isnan(o->happy_eyeballs_delay) || o->interleave < 0))
     return -EINVAL;
+  if (use_sock && o->sock < 0) return -EBADF; /* as connect_accepted_socket */
   if (o && o->nerrors) *o->nerrors = 0;
   int rc = check_task_loop(loop);
   if (rc) return rc;
@@ -535,7 +546,8 @@ ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
   if (transport) *transport = NULL;
   if (!loop || !factory || !transport) return -EINVAL;
   int use_sock = o && o->use_sock;
-  if (use_sock ? (path != NULL || o->sock < 0) : !path) return -EINVAL;
+  if (use_sock ? path != NULL : !path) return -EINVAL;
+  if (use_sock && o->sock < 0) return -EBADF;
   int rc = check_task_loop(loop);
   if (rc) return rc;
   if (use_sock)
@@ -632,9 +644,10 @@ ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
   if (o->use_sock) {
     /* Python: "socket modifier keyword arguments can not be used" (flags
      * among them); a port is half of local_addr / remote_addr. */
-    if (o->sock < 0 || o->local_host || o->remote_host || o->local_port || o->remote_port ||
-        o->family || o->proto || o->flags || o->reuse_port || o->allow_broadcast)
+    if (o->local_host || o->remote_host || o->local_port || o->remote_port || o->family ||
+        o->proto || o->flags || o->reuse_port || o->allow_broadcast)
       return -EINVAL;
+    if (o->sock < 0) return -EBADF;
   } else if (!o->local_host && !o->remote_host && !o->family) {
     return -EINVAL; /* "unexpected address family" */
   }
