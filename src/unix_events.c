@@ -128,7 +128,17 @@ static int connect_pipe(asyncio_loop_t *loop, asyncio_protocol_factory_fn factor
   rc = check_pipe_fd(fd);
   if (rc) return rc;
   int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) return -errno;
+  if (fl < 0) return -errno;
+  /*
+   * The end must be open the way it is used (Python does not check): a
+   * read pipe on a write-only end would report nothing until the reader
+   * went away, then a read error; a write pipe on a read-only end would
+   * take data arriving in the pipe for its reader going away.  EBADF is
+   * what read(2) / write(2) would say.
+   */
+  int acc = fl & O_ACCMODE;
+  if (acc != O_RDWR && acc != (kind == ASYNCIO__TK_READ_PIPE ? O_RDONLY : O_WRONLY)) return -EBADF;
+  if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
   if (kind == ASYNCIO__TK_WRITE_PIPE) {
     /* What the Python interpreter does at startup: a broken pipe is EPIPE, not death. */
     struct sigaction sa;
