@@ -183,7 +183,8 @@ ASYNCIO_API int asyncio_sock_sendall(int fd, const void *buf, size_t n, size_t *
 ASYNCIO_API ssize_t asyncio_sock_sendto(int fd, const void *buf, size_t n,
                                         const struct sockaddr *addr, socklen_t addrlen) {
   PROLOGUE_DATA(fd);
-  if ((!buf && n) || (!addr && addrlen)) return -EINVAL;
+  /* An address of length 0: a Unix socket's sendto(2) would quietly send to the peer. */
+  if ((!buf && n) || (!addr && addrlen) || (addr && !addrlen)) return -EINVAL;
   for (;;) {
     ssize_t w = sendto(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT, addr, addrlen);
     if (w >= 0) return w;
