@@ -20,6 +20,11 @@
  *
  * All transport calls are loop-thread only and never suspend.  The calls
  * that make transports (create_connection, ...) suspend the calling task.
+ * Every call below that returns an int also returns ASYNCIO_EWRONGTHREAD,
+ * having done nothing, when it is made from another thread while the loop
+ * runs (the accessors that return a value only read, and are not checked).
+ * The calls that make transports return ASYNCIO_ENOTASK unless made from a
+ * task of their loop, and ASYNCIO_ECLOSED once that loop is closed.
  */
 #ifndef ASYNCIO_TRANSPORTS_H
 #define ASYNCIO_TRANSPORTS_H
@@ -51,7 +56,10 @@ extern "C" {
  */
 int asyncio_transport_close(asyncio_transport_t *transport);
 
-/* True once close/abort/write_eof-on-a-pipe or an error started closing (BaseTransport.is_closing()). */
+/*
+ * True once close/abort/write_eof-on-a-pipe or an error started closing
+ * (BaseTransport.is_closing()); true for a NULL transport.
+ */
 bool asyncio_transport_is_closing(const asyncio_transport_t *transport);
 
 /*
@@ -85,7 +93,7 @@ int asyncio_transport_get_peername(const asyncio_transport_t *transport, struct 
 int asyncio_transport_get_sockname(const asyncio_transport_t *transport, struct sockaddr *addr,
                                    socklen_t *addrlen);
 
-/* The loop the transport belongs to (C only; Python's transports keep _loop). */
+/* The loop the transport belongs to (C only; Python's transports keep _loop); NULL for NULL. */
 asyncio_loop_t *asyncio_transport_get_loop(const asyncio_transport_t *transport);
 
 /* ---- ReadTransport --------------------------------------------------------- */
@@ -93,7 +101,7 @@ asyncio_loop_t *asyncio_transport_get_loop(const asyncio_transport_t *transport)
 /*
  * ReadTransport.is_reading(): not closing and not paused.  After an
  * eof_received that kept the transport open it is still true, as in
- * Python, although nothing more can be read.
+ * Python, although nothing more can be read.  False for a NULL transport.
  */
 bool asyncio_transport_is_reading(const asyncio_transport_t *transport);
 
@@ -120,7 +128,8 @@ int asyncio_transport_resume_reading(asyncio_transport_t *transport);
  * data and sends it before closing, as Python's does.  Returns 0 (also when
  * the data is ignored because the connection was lost, or close() had
  * nothing left to send, or a pipe transport is closing, as Python ignores
- * it), -EINVAL, -EPIPE after
+ * it), -EINVAL (NULL transport, NULL data with n > 0, n above SSIZE_MAX:
+ * no object is that large), -EPIPE after
  * write_eof() (Python's RuntimeError), -EBUSY while asyncio_loop_sendfile
  * runs on the transport (RuntimeError 'unable to write; sendfile is in
  * progress'), -EOPNOTSUPP on a read-only or
@@ -131,7 +140,10 @@ int asyncio_transport_write(asyncio_transport_t *transport, const void *data, si
 
 /*
  * Writes several buffers in order (WriteTransport.writelines()), with one
- * writev when nothing is buffered.  Returns as asyncio_transport_write.
+ * writev when nothing is buffered.  Returns as asyncio_transport_write;
+ * -EINVAL also for iovcnt < 0, a NULL iov with iovcnt > 0, a NULL
+ * iov_base with a length, and lengths adding up to more than SSIZE_MAX
+ * (writev(2)'s EINVAL).
  */
 int asyncio_transport_writelines(asyncio_transport_t *transport, const struct iovec *iov,
                                  int iovcnt);
@@ -147,7 +159,7 @@ int asyncio_transport_writelines(asyncio_transport_t *transport, const struct io
  */
 int asyncio_transport_write_eof(asyncio_transport_t *transport);
 
-/* WriteTransport.can_write_eof(): true for stream sockets and write pipes. */
+/* WriteTransport.can_write_eof(): true for stream sockets and write pipes; false for NULL. */
 bool asyncio_transport_can_write_eof(const asyncio_transport_t *transport);
 
 /*
@@ -161,7 +173,7 @@ int asyncio_transport_abort(asyncio_transport_t *transport);
  * A datagram transport counts each queued datagram as its length plus 8
  * bytes of header, as Python 3.13 does (3.11 and 3.12 count the data only,
  * so a flood of empty datagrams never reached the high-water mark); the
- * water marks apply to that sum.
+ * water marks apply to that sum.  0 for a NULL transport.
  */
 size_t asyncio_transport_get_write_buffer_size(const asyncio_transport_t *transport);
 
@@ -193,7 +205,9 @@ int asyncio_transport_get_write_buffer_limits(const asyncio_transport_t *transpo
  * After close(), a datagram joins the queue while it is still being
  * flushed (Python's sendto does not check for closing); once the queue is
  * empty, or after abort() or connection_lost, it is ignored.
- * Returns 0 (also when ignored after close), -EINVAL (bad arguments; an
+ * Returns 0 (also when ignored after close), -EINVAL (bad arguments: NULL
+ * data with n > 0, an addrlen shorter than the address family field or
+ * longer than struct sockaddr_storage, an addrlen without addr; an
  * address on a connected socket that is not its peer, as Python's
  * ValueError, likewise for an allow_broadcast endpoint's remote address;
  * no address on an unconnected one without it), -EOPNOTSUPP on a stream
@@ -233,12 +247,15 @@ int asyncio_transport_sendto(asyncio_transport_t *transport, const void *data, s
  * local close; the transport stays allocated until the call has returned.
  * Returns 0; -EINVAL (NULL loop or transport, a closed transport, another
  * loop's transport, negative offset, no_fallback with force_fallback);
- * -EBADF; ASYNCIO_ENOTASK; -EOPNOTSUPP (datagram or read pipe transport:
- * Python's "sendfile is not supported"); -EBUSY (a sendfile already runs
- * on it); -EPIPE (the transport is closing or write_eof() was called:
- * RuntimeError 'Transport is closing'); -ESPIPE (offset on an unseekable
- * file); ASYNCIO_ESENDFILENOTAVAILABLE (options->no_fallback and no native
- * path: write pipes, files sendfile(2) refuses); -ECANCELED; the errors of
+ * -EBADF (file_fd); ASYNCIO_ENOTASK; ASYNCIO_EWRONGTHREAD; -EOPNOTSUPP
+ * (datagram or read pipe transport: Python's "sendfile is not
+ * supported"); -EBUSY (a sendfile already runs on it); -EPIPE (the
+ * transport is closing or write_eof() was called: RuntimeError 'Transport
+ * is closing'); -ESPIPE (offset on an unseekable file);
+ * ASYNCIO_ESENDFILENOTAVAILABLE (options->no_fallback and no native
+ * path: write pipes, files sendfile(2) refuses); -ECANCELED; -ENOMEM;
+ * ASYNCIO_ECLOSED / -EAGAIN when the fallback needs the default executor
+ * and it was shut down / no worker thread could be started; the errors of
  * sendfile(2) and read(2) (-ECONNRESET, -EPIPE, -EIO, ...; a socket error
  * from sendfile(2) is not applied to the transport, as in Python: it shows
  * up on the next read or write).
@@ -263,6 +280,7 @@ typedef struct asyncio_connection_options {
    * words it 'error while attempting to bind on address ...'), and with
    * -EADDRNOTAVAIL when no local address has that family (Python: an
    * OSError without errno, 'no matching local address with family=...').
+   * local_port must be in 0..65535 when local_host is set (-EINVAL).
    */
   const char *local_host;
   int local_port;
@@ -273,10 +291,11 @@ typedef struct asyncio_connection_options {
    * It is made non-blocking.  That it is connected is not checked (nor in
    * Python): an unconnected socket still becomes a transport, with
    * get_peername -ENOTCONN, and its first read ends it with
-   * connection_lost(-ENOTCONN).  Once the transport
-   * is made the transport owns it (even if the call is then cancelled:
-   * connection_lost follows and closes it); on any earlier error the
-   * caller keeps it.
+   * connection_lost(-ENOTCONN).  With use_sock the fields above and
+   * happy_eyeballs_delay and interleave are not looked at (Python ignores
+   * them with sock=).  Once the transport is made the transport owns it
+   * (even if the call is then cancelled: connection_lost follows and
+   * closes it); on any earlier error the caller keeps it.
    */
   int sock;
   bool use_sock;
@@ -285,12 +304,13 @@ typedef struct asyncio_connection_options {
    * attempt before starting the next one in parallel; <= 0 = off (Python's
    * None: one attempt after another).  0.25 is the RFC's value.  The failure
    * of the attempt started last starts the next one at once (staggered_race).
+   * NaN: -EINVAL.
    */
   double happy_eyeballs_delay;
   /*
    * Reorder addresses by family (interleave=): 0 = Python's default (1 when
    * happy_eyeballs_delay is set, else no reordering); n > 0 = that many
-   * addresses of the first family first, then alternate.
+   * addresses of the first family first, then alternate; n < 0: -EINVAL.
    */
   int interleave;
   /*
@@ -317,12 +337,17 @@ typedef struct asyncio_connection_options {
  * point: cancelling closes every socket it opened; if the transport was
  * already made it is closed, and connection_lost follows).
  * Stores the transport in *transport and the protocol instance in
- * *instance (if non-NULL).  Returns 0; -EINVAL (bad arguments: sock with
- * a host or a port other than 0, a sock that is not SOCK_STREAM, a port
- * outside 0..65535); -ENOTSOCK / -EBADF for a sock that is no socket;
- * ASYNCIO_ENOTASK; -ECANCELED; resolution errors (ASYNCIO_EGAI_*);
- * -ENOMEM; the factory's error; when every attempt failed: their error if
- * all failed the same way (or only one was made), else
+ * *instance (if non-NULL).  Returns 0; -EINVAL (bad arguments: NULL
+ * loop, factory or transport, sock with a host or a port other than 0, a
+ * sock that is not SOCK_STREAM, a port outside 0..65535, the options
+ * refused above (local_port, happy_eyeballs_delay, interleave), a factory
+ * that gives no protocol table); -EBADF (a negative or closed sock) /
+ * -ENOTSOCK (a sock that is no socket); ASYNCIO_ENOTASK; ASYNCIO_ECLOSED;
+ * ASYNCIO_EWRONGTHREAD; -ECANCELED; resolution errors
+ * (asyncio_getaddrinfo's: ASYNCIO_EGAI_*, and ASYNCIO_ECLOSED / -EAGAIN
+ * when the default executor it runs on was shut down / could start no
+ * thread); -ENOMEM; the factory's error; when every attempt failed: their
+ * error if all failed the same way (or only one was made), else
  * ASYNCIO_EEXCEPTIONGROUP (Python's OSError('Multiple exceptions: ...'));
  * the individual errors are in options->errors.  -EADDRNOTAVAIL when
  * local_host has no address of a family the remote has.  -ENOTCONN when
@@ -338,8 +363,9 @@ int asyncio_loop_create_connection(asyncio_loop_t *loop, asyncio_protocol_factor
  * Wraps a connection accepted outside asyncio (loop.connect_accepted_socket(
  * protocol_factory, sock)).  The socket is made non-blocking; on success
  * the transport owns it, on error the caller keeps it.  Suspends until
- * connection_made has run.  Returns as create_connection, and -ENOTSOCK /
- * -EINVAL for a descriptor that is not a stream socket.
+ * connection_made has run.  Returns as create_connection: -EBADF for a
+ * negative or closed descriptor, -ENOTSOCK for one that is no socket,
+ * -EINVAL for a socket that is not SOCK_STREAM.
  */
 int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
                                          asyncio_protocol_factory_fn factory, void *factory_arg,
@@ -353,8 +379,10 @@ int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
  * may give sock (with use_sock; then path must be NULL), which must be an
  * AF_UNIX SOCK_STREAM socket (else -EINVAL, Python's ValueError 'A UNIX
  * Domain Stream Socket was expected'; the caller keeps it); the other
- * fields are ignored.  Neither path nor sock: -EINVAL.  Suspends; returns
- * as create_connection, and -ENAMETOOLONG.
+ * fields are ignored.  Neither path nor sock, or an empty path: -EINVAL;
+ * a negative sock: -EBADF.  Suspends; returns as create_connection, and
+ * -ENAMETOOLONG, and connect's errors for the path (-ENOENT,
+ * -ECONNREFUSED, ...).
  */
 int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
                                         asyncio_protocol_factory_fn factory, void *factory_arg,
@@ -399,10 +427,13 @@ typedef struct asyncio_datagram_options {
 /*
  * Makes a UDP endpoint (loop.create_datagram_endpoint(protocol_factory,
  * local_addr, remote_addr, *, family, proto, flags, reuse_port,
- * allow_broadcast, sock)).  At least one of local_host, remote_host,
- * family or sock is required (-EINVAL).  Suspends (resolution, and until
- * connection_made has run).  Returns as create_connection; when several
- * address pairs fail, the first error (as Python raises exceptions[0]).
+ * allow_broadcast, sock)).  options is required, and in it at least one
+ * of local_host, remote_host, family or sock (-EINVAL); a port outside
+ * 0..65535 with its host is -EINVAL, a negative sock -EBADF.  Suspends
+ * (resolution, and until connection_made has run).  Returns as
+ * create_connection (a sock= that is not SOCK_DGRAM is -EINVAL); when
+ * several address pairs fail, the first error (as Python raises
+ * exceptions[0]), socket(2)'s for a family it does not know.
  * With family AF_UNIX it makes a Unix datagram endpoint: a socket file
  * already at local_host is removed before binding (never another kind of
  * file: bind then fails with -EADDRINUSE) and, as in Python, left behind on
@@ -423,11 +454,14 @@ int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
  * A read error ends it too: connection_lost gets the error, which is
  * also reported to the exception handler unless it is -EIO (Python's
  * "Fatal read error on pipe transport").
- * Suspends until connection_made has run.  Returns 0, -EINVAL (a regular
- * file or directory: Python's ValueError), -EBADF, ASYNCIO_ENOTASK,
- * -ECANCELED, -ENOMEM, the factory's error, -ENOTCONN when the transport
- * was lost before the call returned (a descriptor epoll refuses, such
- * as /dev/null: the protocol saw connection_made and connection_lost(-EPERM)).
+ * Suspends until connection_made has run.  Returns 0, -EINVAL (NULL loop,
+ * factory or transport, a factory that gives no protocol table, a regular
+ * file or directory: Python's ValueError), -EBADF (negative or closed, or
+ * open for writing only: a check Python does not make), ASYNCIO_ENOTASK,
+ * ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD, -ECANCELED, -ENOMEM, the
+ * factory's error, -ENOTCONN when the transport was lost before the call
+ * returned (a descriptor epoll refuses, such as /dev/null: the protocol
+ * saw connection_made and connection_lost(-EPERM)).
  */
 int asyncio_loop_connect_read_pipe(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
                                    void *factory_arg, int fd, asyncio_transport_t **transport,
@@ -435,7 +469,8 @@ int asyncio_loop_connect_read_pipe(asyncio_loop_t *loop, asyncio_protocol_factor
 
 /*
  * Wraps the write end of a pipe, FIFO, socket or character device
- * (loop.connect_write_pipe(protocol_factory, pipe)).  As connect_read_pipe.
+ * (loop.connect_write_pipe(protocol_factory, pipe)).  As connect_read_pipe
+ * (-EBADF for a descriptor open for reading only).
  * When the reading side goes away, connection_lost gets -EPIPE if data was
  * still buffered, else 0 (the buffer is dropped).  On a socket, anything
  * readable counts as that, data included, as in Python; a character
