@@ -22,13 +22,16 @@
  *
  * Common errors: -EINVAL if connect / accept / sendfile get a socket not in
  * non-blocking mode (Python: "the socket must be non-blocking") or an
- * argument is bad; -EBADF;
- * ASYNCIO_ENOTASK outside a task; -EBUSY if the call would have to wait
- * while something else (another task's sock_* call, a transport, an
- * add_reader callback) already watches the descriptor in the same direction
- * -- Python raises RuntimeError for a transport's descriptor and otherwise
- * silently replaces the first waiter's callback, which then never wakes;
- * and the negative errno of the system call.  SIGPIPE is never raised:
+ * argument is bad (a NULL buffer with a length, an addr without addrlen);
+ * -EBADF (a negative descriptor, or one that is not open); -ENOTSOCK (a
+ * descriptor that is no socket); ASYNCIO_ENOTASK outside a task (from a
+ * callback, or from a thread that runs no loop); -ENOMEM if the
+ * descriptor's first wait cannot allocate its watch; -EBUSY if the call
+ * would have to wait while something else (another task's sock_* call, a
+ * transport, an add_reader callback) already watches the descriptor in the
+ * same direction -- Python raises RuntimeError for a transport's
+ * descriptor and otherwise silently replaces the first waiter's callback,
+ * which then never wakes; and the negative errno of the system call.  SIGPIPE is never raised:
  * sends use MSG_NOSIGNAL and report -EPIPE (sendfile(2), which has no such
  * flag, runs with SIGPIPE blocked in the calling thread, and the signal it
  * raised is taken back; the process's disposition is not changed).
@@ -75,7 +78,10 @@ int asyncio_sock_sendall(int fd, const void *buf, size_t n, size_t *sent);
 
 /*
  * Sends one datagram to addr (loop.sock_sendto); suspends while the socket
- * cannot take it.  Returns the byte count or an error.
+ * cannot take it.  addr NULL with addrlen 0 sends to the connected peer (a
+ * C convenience; Python requires an address).  Returns the byte count or
+ * an error: -EINVAL also for an addr with addrlen 0 (a Unix socket's
+ * sendto(2) would quietly send to its peer) and an addrlen without addr.
  */
 ssize_t asyncio_sock_sendto(int fd, const void *buf, size_t n, const struct sockaddr *addr,
                             socklen_t addrlen);
@@ -127,8 +133,12 @@ typedef struct asyncio_sendfile_options {
  * file's position is left at offset + bytes sent (when anything was sent
  * and the file is seekable).  *sent (if non-NULL) gets the bytes sent, also
  * on error and on -ECANCELED.  Returns 0, -EINVAL (not a non-blocking
- * SOCK_STREAM socket, negative offset), ASYNCIO_ESENDFILENOTAVAILABLE,
- * -ECANCELED, or the errors of sock_sendall and read(2).
+ * SOCK_STREAM socket, negative offset, no_fallback with force_fallback),
+ * -EBADF (sock or file_fd), -ENOTSOCK, ASYNCIO_ESENDFILENOTAVAILABLE,
+ * -ESPIPE (an offset into a file that cannot seek, for the fallback),
+ * -ECANCELED, -ENOMEM, ASYNCIO_ECLOSED / -EAGAIN (the fallback's default
+ * executor was shut down / could start no thread), or the errors of
+ * sock_sendall and read(2).
  */
 int asyncio_sock_sendfile(int sock, int file_fd, off_t offset, size_t count, size_t *sent,
                           const asyncio_sendfile_options_t *options);
