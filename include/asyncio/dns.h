@@ -44,7 +44,8 @@ extern "C" {
  * with asyncio_freeaddrinfo(); on error *res is NULL.  Errors: -EINVAL
  * (res NULL, or both host and service NULL), ASYNCIO_ENOTASK (not called
  * from a task), -ECANCELED, -ENOMEM, ASYNCIO_EGAI_* (see above), a negative
- * errno for EAI_SYSTEM, ASYNCIO_ECLOSED if the executor was shut down.
+ * errno for EAI_SYSTEM, ASYNCIO_ECLOSED if the executor was shut down,
+ * -EAGAIN if it could start no worker thread.
  */
 int asyncio_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
                         struct addrinfo **res);
@@ -59,7 +60,10 @@ void asyncio_freeaddrinfo(struct addrinfo *res);
  * caller's buffers (either pair may be NULL/0, not both); they are written
  * only on success (NUL-terminated).  flags are getnameinfo's NI_*.
  * Returns 0, or errors as asyncio_getaddrinfo() (ASYNCIO_EGAI_OVERFLOW when
- * a buffer is too small; -EINVAL for a NULL addr or a bad addrlen).
+ * a buffer is too small; -EINVAL for a NULL addr, an addrlen of 0 or
+ * above sizeof(struct sockaddr_storage), or no buffer with room: neither
+ * host with hostlen > 0 nor serv with servlen > 0; an addrlen too short
+ * for its family is the resolver's ASYNCIO_EGAI_FAMILY).
  */
 int asyncio_getnameinfo(const struct sockaddr *addr, socklen_t addrlen, char *host,
                         size_t hostlen, char *serv, size_t servlen, int flags);

@@ -130,7 +130,8 @@ typedef struct asyncio_protocol {
  * stores the callback table in *protocol (required) and the instance pointer
  * in *instance, and returns 0; a negative return refuses the connection
  * (the socket is closed and no callback is made: create_connection returns
- * that error, a server reports it to the exception handler).
+ * that error, a server reports it to the exception handler).  Returning 0
+ * without a table refuses it the same way, with -EINVAL.
  */
 typedef int (*asyncio_protocol_factory_fn)(void *factory_arg, const asyncio_protocol_t **protocol,
                                            void **instance);
