@@ -486,9 +486,9 @@ ASYNCIO_API int asyncio_loop_create_server(asyncio_loop_t *loop,
   int use_sock = o && o->use_sock;
   /* With sock=, any host or port is Python's "host/port and sock" ValueError
    * (port 0 stands for port=None here). */
-  if (use_sock ? (host || (o->hosts && o->hosts[0]) || port != 0 || o->sock < 0)
-               : (port < 0 || port > 65535))
+  if (use_sock ? (host || (o->hosts && o->hosts[0]) || port != 0) : (port < 0 || port > 65535))
     return -EINVAL;
+  if (use_sock && o->sock < 0) return -EBADF; /* as create_connection(sock=) */
   /* A NaN delay is refused as call_later refuses it (it would silently mean the default). */
   if (o && (o->backlog < 0 || !(o->accept_retry_delay >= 0))) return -EINVAL;
   int rc = asyncio__check_thread(loop);

@@ -47,7 +47,8 @@ ASYNCIO_API int asyncio_loop_create_unix_server(asyncio_loop_t *loop,
   if (server) *server = NULL;
   if (!loop || !factory || !server) return -EINVAL;
   int use_sock = o && o->use_sock;
-  if (use_sock ? (path != NULL || o->sock < 0) : !path) return -EINVAL;
+  if (use_sock ? path != NULL : !path) return -EINVAL;
+  if (use_sock && o->sock < 0) return -EBADF; /* as create_connection(sock=) */
   if (o && (o->backlog < 0 || !(o->accept_retry_delay >= 0))) return -EINVAL; /* NaN too */
   int rc = asyncio__check_thread(loop);
   if (rc) return rc;

@@ -88,19 +88,20 @@ static int create_args_main(void *arg) {
       {.backlog = -1},
       {.accept_retry_delay = -1},
       {.accept_retry_delay = NAN}, /* refused, as call_later refuses a NaN delay */
-      {.use_sock = true, .sock = -1},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    const char *host = bad[i].use_sock ? NULL : "127.0.0.1";
-    CHECK_RC(asyncio_loop_create_server(loop, null_factory, NULL, host, 0, &bad[i], &srv), -EINVAL);
-    CHECK_RC(asyncio_loop_create_unix_server(loop, null_factory, NULL,
-                                             bad[i].use_sock ? NULL : "@asyncio-test-x", &bad[i],
+    CHECK_RC(asyncio_loop_create_server(loop, null_factory, NULL, "127.0.0.1", 0, &bad[i], &srv),
+             -EINVAL);
+    CHECK_RC(asyncio_loop_create_unix_server(loop, null_factory, NULL, "@asyncio-test-x", &bad[i],
                                              &srv),
              -EINVAL);
   }
   CHECK(srv == NULL);
-  /* sock= that is not open, or not a socket (create_connection(sock=) says the same). */
-  asyncio_server_options_t o = {.use_sock = true, .sock = closed_fd()};
+  /* sock= negative, not open, or not a socket (create_connection(sock=) says the same). */
+  asyncio_server_options_t o = {.use_sock = true, .sock = -1};
+  CHECK_RC(asyncio_loop_create_server(loop, null_factory, NULL, NULL, 0, &o, &srv), -EBADF);
+  CHECK_RC(asyncio_loop_create_unix_server(loop, null_factory, NULL, NULL, &o, &srv), -EBADF);
+  o.sock = closed_fd();
   CHECK_RC(asyncio_loop_create_server(loop, null_factory, NULL, NULL, 0, &o, &srv), -EBADF);
   CHECK_RC(asyncio_loop_create_unix_server(loop, null_factory, NULL, NULL, &o, &srv), -EBADF);
   int p[2];

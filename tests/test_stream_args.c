@@ -222,8 +222,8 @@ static int start_args_main(void *arg) {
   writer_t *w;
   asyncio_connection_options_t co = {.use_sock = true, .sock = -1};
   asyncio_stream_options_t oc = {.connection = &co};
-  CHECK_RC(asyncio_open_connection(NULL, 0, &oc, &r, &w), -EINVAL);
-  CHECK_RC(asyncio_open_unix_connection(NULL, &oc, &r, &w), -EINVAL);
+  CHECK_RC(asyncio_open_connection(NULL, 0, &oc, &r, &w), -EBADF);
+  CHECK_RC(asyncio_open_unix_connection(NULL, &oc, &r, &w), -EBADF);
   CHECK_RC(asyncio_open_connection("127.0.0.1", 65536, NULL, &r, &w), -EINVAL);
   return 0;
 }

@@ -84,9 +84,9 @@ typedef struct asyncio_server_options {
  * sleep(0)).  Stores the server in *server (owned by the caller; NULL on
  * error).  Returns 0; -EINVAL (NULL loop, factory or server; port outside
  * 0..65535; a negative backlog; a negative or NaN accept_retry_delay; with
- * use_sock: a host, hosts, a port, a negative sock, or a socket that is not
- * SOCK_STREAM); -EBADF / -ENOTSOCK (use_sock with a descriptor that is not
- * open / not a socket); ASYNCIO_ENOTASK (not called from a task of loop);
+ * use_sock: a host, hosts, a port, or a socket that is not SOCK_STREAM);
+ * -EBADF / -ENOTSOCK (use_sock with a negative descriptor or one that is not
+ * open / not a socket, as create_connection); ASYNCIO_ENOTASK (not called from a task of loop);
  * ASYNCIO_ECLOSED (loop closed); ASYNCIO_EWRONGTHREAD; -ECANCELED;
  * ASYNCIO_EGAI_*; -EADDRINUSE and other socket/bind/listen errors (every
  * socket opened so far is closed; -EAFNOSUPPORT when the system supports
