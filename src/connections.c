@@ -491,12 +491,14 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
   /*
    * The options that are used (sock= ignores them, as Python does): a
    * local port outside 0..65535 (the numeric fast path would bind it
-   * truncated to 16 bits), a NaN delay (it would silently mean "off"), an
-   * interleave count below 0.
+   * truncated to 16 bits) or without local_host (it would silently mean
+   * nothing; Python binds (None, port) to a loopback address), a NaN delay
+   * (it would silently mean "off"), an interleave count below 0.
    */
   if (!use_sock && o &&
       ((o->local_host && (o->local_port < 0 || o->local_port > 65535)) ||
-       isnan(o->happy_eyeballs_delay) || o->interleave < 0))
+       (!o->local_host && o->local_port) || isnan(o->happy_eyeballs_delay) ||
+       o->interleave < 0))
     return -EINVAL;
   if (use_sock && o->sock < 0) return -EBADF; /* as connect_accepted_socket */
   if (o && o->nerrors) *o->nerrors = 0;
@@ -654,6 +656,9 @@ ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
   if ((o->local_host && (o->local_port < 0 || o->local_port > 65535)) ||
       (o->remote_host && (o->remote_port < 0 || o->remote_port > 65535)))
     return -EINVAL;
+  /* A port without its host would silently mean nothing (Python resolves
+   * (None, port) to the loopback addresses): refused instead. */
+  if ((!o->local_host && o->local_port) || (!o->remote_host && o->remote_port)) return -EINVAL;
   if (!o->use_sock && o->family == AF_UNIX)
     return unix_datagram_endpoint(loop, factory, factory_arg, o, transport, instance);
   int rc = check_task_loop(loop);

@@ -400,6 +400,11 @@ static int conn_args_main(void *arg) {
   o.local_port = -1;
   CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &q, "127.0.0.1", 1, &o, &t, NULL),
            -EINVAL);
+  /* A local port without its host. */
+  o.local_host = NULL;
+  o.local_port = 5000;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &q, "127.0.0.1", 1, &o, &t, NULL),
+           -EINVAL);
   CHECK(nerr == 7); /* refused before anything ran */
   /* A NaN delay (it read as "off"), a negative interleave. */
   asyncio_connection_options_t he = {.happy_eyeballs_delay = NAN};
@@ -511,6 +516,13 @@ static int dgram_endpoint_args_main(void *arg) {
   asyncio_datagram_options_t ul = {.family = AF_UNIX, .local_host = longp};
   CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &q, &ul, &t, NULL),
            -ENAMETOOLONG);
+  /* A port without its host. */
+  asyncio_datagram_options_t lp = {.family = AF_INET, .local_port = 5000};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &q, &lp, &t, NULL),
+           -EINVAL);
+  asyncio_datagram_options_t rp = {.local_host = "127.0.0.1", .remote_port = 5000};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &q, &rp, &t, NULL),
+           -EINVAL);
   /* An address family no socket has. */
   asyncio_datagram_options_t bf = {.family = 12345};
   CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &q, &bf, &t, NULL),

@@ -280,7 +280,8 @@ typedef struct asyncio_connection_options {
    * words it 'error while attempting to bind on address ...'), and with
    * -EADDRNOTAVAIL when no local address has that family (Python: an
    * OSError without errno, 'no matching local address with family=...').
-   * local_port must be in 0..65535 when local_host is set (-EINVAL).
+   * local_port must be in 0..65535 when local_host is set, and 0 when it
+   * is not (-EINVAL; Python resolves (None, port) to a loopback address).
    */
   const char *local_host;
   int local_port;
@@ -429,7 +430,8 @@ typedef struct asyncio_datagram_options {
  * local_addr, remote_addr, *, family, proto, flags, reuse_port,
  * allow_broadcast, sock)).  options is required, and in it at least one
  * of local_host, remote_host, family or sock (-EINVAL); a port outside
- * 0..65535 with its host is -EINVAL, a negative sock -EBADF.  Suspends
+ * 0..65535 with its host, or a port without its host, is -EINVAL (Python
+ * resolves (None, port) to a loopback address); a negative sock -EBADF.  Suspends
  * (resolution, and until connection_made has run).  Returns as
  * create_connection (a sock= that is not SOCK_DGRAM is -EINVAL); when
  * several address pairs fail, the first error (as Python raises
