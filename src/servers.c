@@ -360,7 +360,19 @@ ASYNCIO_API int asyncio_server_wait_closed(asyncio_server_t *s) {
   s->waiters[s->nwaiters++] = asyncio_future_ref(f);
   s->busy++;
   rc = asyncio_await(f, NULL);
-  if (!s->orphan) s->busy--;
+  if (!s->orphan) {
+    s->busy--;
+    /* Cancelled (a timeout, say): drop its entry, or a server polled with
+     * timeouts would keep one future per poll until it closed (Python's
+     * list does keep them). */
+    for (size_t i = 0; i < s->nwaiters; i++) {
+      if (s->waiters[i] != f) continue;
+      memmove(&s->waiters[i], &s->waiters[i + 1], (s->nwaiters - i - 1) * sizeof *s->waiters);
+      s->nwaiters--;
+      asyncio__future_unref(f);
+      break;
+    }
+  }
   asyncio__future_unref(f);
   return rc;
 }

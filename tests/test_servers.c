@@ -414,6 +414,50 @@ static int wait_closed_main(void *arg) {
   return 0;
 }
 
+/* A wait_closed that is cancelled leaves nothing behind: polling with timeouts does not grow. */
+static int poll_task(void *arg) { return asyncio_server_wait_closed(arg); }
+
+static int wait_closed_cancelled_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &srv),
+           0);
+  if (!srv) return -1;
+  long live = 0;
+  for (int i = 0; i < 50; i++) {
+    asyncio_task_t *w = NULL;
+    CHECK_RC(asyncio_create_task(&w, poll_task, srv, NULL), 0);
+    if (!w) break;
+    CHECK_RC(asyncio_sleep(0), 0);
+    CHECK(!asyncio_future_done(w));
+    CHECK_RC(asyncio_task_cancel(w, NULL), 1);
+    CHECK_RC(asyncio_await(w, NULL), -ECANCELED);
+    asyncio_task_free(w);
+    if (i == 9) live = harness_live_allocs();
+    if (i == 49 && harness_live_allocs() != live)
+      fail_msg("live allocations went from %ld to %ld over 40 cancelled waits", live,
+               harness_live_allocs());
+  }
+  /* A waiter that is not cancelled is still woken by close. */
+  asyncio_task_t *w = NULL;
+  CHECK_RC(asyncio_create_task(&w, poll_task, srv, NULL), 0);
+  CHECK_RC(asyncio_sleep(0), 0);
+  CHECK_RC(asyncio_server_close(srv), 0);
+  if (w) {
+    CHECK_RC(asyncio_await(w, NULL), 0);
+    asyncio_task_free(w);
+  }
+  CHECK_RC(asyncio_server_free(srv), 0);
+  return 0;
+}
+
+TEST(wait_closed_cancelled_leaves_nothing) {
+  sctx_t c = {0};
+  assert_ok(run_main(wait_closed_cancelled_main, &c));
+  ASSERT_SOFT();
+}
+
 TEST(wait_closed_waits_for_connections) {
   sctx_t c = {0};
   assert_ok(run_main(wait_closed_main, &c));

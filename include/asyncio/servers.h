@@ -158,7 +158,9 @@ int asyncio_server_serve_forever(asyncio_server_t *server);
 /*
  * Waits until the server is closed and every accepted connection has ended
  * (Server.wait_closed(), 3.12.1 semantics).  Returns at once if that is
- * already so.  Suspends.  Returns 0, -EINVAL, ASYNCIO_ENOTASK (not called
+ * already so.  Suspends; a cancelled wait keeps nothing behind (Python's
+ * server keeps its future until close), so it may be polled under a
+ * timeout.  Returns 0, -EINVAL, ASYNCIO_ENOTASK (not called
  * from a task of the server's loop), ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD,
  * -ECANCELED, -ENOMEM.
  */
