@@ -273,8 +273,21 @@ static int make_room(stream_t *s, size_t need) {
 
 /*
  * Puts k bytes the current call had taken back in front of the buffer
- * (a cancelled or failed read consumes nothing).  Best effort on ENOMEM.
+ * (a cancelled or failed read consumes nothing).  If there is no memory
+ * for them, the stream has lost bytes from its middle: rather than hand out
+ * what follows the hole, it fails, as on a connection error that keeps
+ * nothing (every later read and drain gets -ENOMEM) and the transport is
+ * aborted.
  */
+static void unread_failed(stream_t *s) {
+  s->start = s->end = 0;
+  s->exc = -ENOMEM;
+  if (s->t && !s->closed) {
+    s->closed = 1;
+    asyncio_transport_abort(s->t);
+  }
+}
+
 static void unread(stream_t *s, const char *p, size_t k) {
   if (!k) return;
   if (s->start >= k && !s->borrowed) {
@@ -287,7 +300,10 @@ static void unread(stream_t *s, const char *p, size_t k) {
     size_t ncap = s->cap ? s->cap : INIT_CAP;
     while (ncap < live + k) ncap *= 2;
     char *nb = asyncio__alloc(ncap);
-    if (!nb) return;
+    if (!nb) {
+      unread_failed(s);
+      return;
+    }
     if (live) memcpy(nb + k, s->buf + s->start, live);
     if (s->buf) asyncio__free(s->buf, s->cap);
     s->buf = nb;

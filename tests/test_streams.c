@@ -891,6 +891,49 @@ TEST(cancel_after_wakeup_keeps_bytes) {
   ASSERT_SOFT();
 }
 
+/*
+ * A cancelled readexactly whose bytes went straight to the caller's buffer
+ * must put them back, which takes memory the reader never needed so far.
+ * Without it the stream would have a hole: it fails with -ENOMEM instead of
+ * handing out the bytes that follow.
+ */
+static int unread_enomem_main(void *arg) {
+  (void)arg;
+  reader_t *r;
+  writer_t *w;
+  int raw;
+  CHECK_RC(pair_open(0, &r, &w, &raw), 0);
+  waiter_ctx_t a = {r, 0, {0}, 0};
+  asyncio_task_t *t;
+  CHECK_RC(start_waiter(exact_waiter, &a, NULL, &t), 0);
+  CHECK_RC(asyncio_sleep(0), 0);
+  raw_write(raw, "abcd");
+  WAIT_UNTIL(a.copy[3] == 'd'); /* direct: in the waiter's buffer, not the reader's */
+  CHECK(asyncio_stream_buffered(r) == 0);
+  harness_fail_alloc_after(1);
+  CHECK_RC(asyncio_task_cancel(t, NULL), 1);
+  CHECK_RC(asyncio_await(t, NULL), -ECANCELED);
+  harness_fail_alloc_after(0);
+  asyncio_task_free(t);
+  /* What follows the hole (EPIPE once the transport is gone). */
+  (void)send(raw, "xyz", 3, MSG_NOSIGNAL);
+  char buf[8];
+  CHECK(asyncio_stream_read(r, buf, sizeof buf) == -ENOMEM);
+  CHECK(asyncio_stream_buffered(r) == 0);
+  CHECK(asyncio_stream_drain(w) == -ENOMEM);
+  CHECK(asyncio_stream_is_closing(w)); /* aborted */
+  CHECK_RC(asyncio_stream_close(w), 0);
+  CHECK_RC(asyncio_stream_wait_closed(w), 0); /* an abort is a clean end, as in Python */
+  CHECK(asyncio_stream_read(r, buf, sizeof buf) == -ENOMEM);
+  pair_close(r, w, raw);
+  return 0;
+}
+
+TEST(cancelled_read_without_memory_fails_the_stream) {
+  assert_ok(run_main(unread_enomem_main, NULL));
+  ASSERT_SOFT();
+}
+
 /* A task waiting in a reader call shows in asyncio_print_tasks. */
 static int print_waiting_main(void *arg) {
   (void)arg;

@@ -24,7 +24,9 @@
  * readexactly asking for more) returns the error and consumes nothing, so
  * read(n) still gets that data (Python's read raises at once, dropping it).
  * A read that is cancelled, or fails with an error, consumes nothing: bytes
- * it had taken go back in front of the buffer.
+ * it had taken go back in front of the buffer.  If there is no memory to
+ * put them back, the stream fails instead of skipping them: the transport
+ * is aborted and every later read and drain returns -ENOMEM.
  *
  * Every call that can suspend is a cancellation point and is bounded by the
  * ambient timeout scope (asyncio/timeouts.h): when the scope expires the
