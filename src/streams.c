@@ -471,9 +471,9 @@ static void abandon(stream_t *s) {
 static int open_common(const char *host, int port, bool unix_, const char *path,
                        const asyncio_stream_options_t *o, asyncio_stream_reader_t **reader,
                        asyncio_stream_writer_t **writer) {
+  if (reader) *reader = NULL; /* NULL on every error, the other one missing too */
+  if (writer) *writer = NULL;
   if (!reader || !writer) return -EINVAL;
-  *reader = NULL;
-  *writer = NULL;
   asyncio_loop_t *loop = asyncio_get_running_loop();
   if (!loop || !loop->current) return ASYNCIO_ENOTASK;
   client_ctx_t c = {loop, o ? o->limit : 0, NULL};
@@ -618,8 +618,8 @@ static int handler_main(void *arg) {
 static int start_common(asyncio_stream_handler_fn handler, void *arg, const char *host, int port,
                         bool unix_, const char *path, const asyncio_stream_options_t *o,
                         asyncio_server_t **server) {
+  if (server) *server = NULL; /* NULL on every error, as create_server */
   if (!handler || !server) return -EINVAL;
-  *server = NULL;
   asyncio_loop_t *loop = asyncio_get_running_loop();
   if (!loop || !loop->current) return ASYNCIO_ENOTASK;
   asyncio__net_t *net;

@@ -225,6 +225,16 @@ static int start_args_main(void *arg) {
   CHECK_RC(asyncio_open_connection(NULL, 0, &oc, &r, &w), -EBADF);
   CHECK_RC(asyncio_open_unix_connection(NULL, &oc, &r, &w), -EBADF);
   CHECK_RC(asyncio_open_connection("127.0.0.1", 65536, NULL, &r, &w), -EINVAL);
+  /* The out-pointers given are cleared even when another argument is missing. */
+  r = (reader_t *)&oc;
+  CHECK_RC(asyncio_open_connection("127.0.0.1", 1, NULL, &r, NULL), -EINVAL);
+  CHECK(r == NULL);
+  w = (writer_t *)&oc;
+  CHECK_RC(asyncio_open_unix_connection("@x", NULL, NULL, &w), -EINVAL);
+  CHECK(w == NULL);
+  srv = (asyncio_server_t *)&oc;
+  CHECK_RC(asyncio_start_server(NULL, NULL, "127.0.0.1", 0, NULL, &srv), -EINVAL);
+  CHECK(srv == NULL);
   return 0;
 }
 

@@ -94,7 +94,8 @@ typedef struct asyncio_stream_options {
 /*
  * asyncio.open_connection(host, port, limit=..., **kwds): create_connection
  * on the running loop, with a reader and a writer over the transport.
- * Suspends.  On success the caller owns *reader and *writer.  Returns 0 or
+ * Suspends.  On success the caller owns *reader and *writer; on error the
+ * non-NULL ones of them are set to NULL.  Returns 0 or
  * what asyncio_loop_create_connection returns (-ECONNREFUSED, ASYNCIO_EGAI_*,
  * -ECANCELED, also when a timeout scope expires, ...), ASYNCIO_ENOTASK,
  * -EINVAL (NULL out pointers).
