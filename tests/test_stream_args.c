@@ -9,37 +9,13 @@
  * The plain NULL-handle cases are in test_streams.c (argument_validation,
  * not_in_task); these are the ones that need a live stream.
  */
-#include "net_helpers.h"
+#include "stream_helpers.h"
 
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <sys/un.h>
-
-typedef asyncio_stream_reader_t reader_t;
-typedef asyncio_stream_writer_t writer_t;
-
-/* A stream over one end of a socketpair; the test writes raw bytes into *raw. */
-static int pair_open(reader_t **r, writer_t **w, int *raw) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
-  asyncio_connection_options_t co = {.sock = sv[0], .use_sock = true};
-  asyncio_stream_options_t o = {.connection = &co};
-  int rc = asyncio_open_connection(NULL, 0, &o, r, w);
-  if (rc < 0) {
-    close(sv[0]);
-    close(sv[1]);
-    return rc;
-  }
-  *raw = sv[1];
-  return 0;
-}
-
-static void raw_write(int fd, const char *s) {
-  size_t n = strlen(s);
-  CHECK(write(fd, s, n) == (ssize_t)n);
-}
 
 static int dummy_handler(reader_t *r, writer_t *w, void *arg) {
   (void)r, (void)w, (void)arg;
@@ -77,7 +53,7 @@ static int live_args_main(void *arg) {
   reader_t *r;
   writer_t *w;
   int raw;
-  CHECK_RC(pair_open(&r, &w, &raw), 0);
+  CHECK_RC(pair_open(0, &r, &w, &raw), 0);
   raw_write(raw, "abc");
   WAIT_UNTIL(asyncio_stream_buffered(r) == 3);
   const char *l = NULL;
@@ -265,7 +241,7 @@ typedef struct xloop {
 
 static int xl_open(void *arg) {
   xloop_t *x = arg;
-  return pair_open(&x->r, &x->w, &x->raw);
+  return pair_open(0, &x->r, &x->w, &x->raw);
 }
 
 static int xl_fill(void *arg) {
@@ -390,7 +366,7 @@ static void *wt_thread(void *arg) {
 static int wt_main(void *arg) {
   wt_t *x = arg;
   int raw;
-  CHECK_RC(pair_open(&x->r, &x->w, &raw), 0);
+  CHECK_RC(pair_open(0, &x->r, &x->w, &raw), 0);
   raw_write(raw, "ab\n");
   WAIT_UNTIL(asyncio_stream_buffered(x->r) == 3);
   pthread_t th;
@@ -430,7 +406,7 @@ typedef struct orphan {
 
 static int orphan_main(void *arg) {
   orphan_t *o = arg;
-  CHECK_RC(pair_open(&o->r, &o->w, &o->raw), 0);
+  CHECK_RC(pair_open(0, &o->r, &o->w, &o->raw), 0);
   raw_write(o->raw, "tail");
   shutdown(o->raw, SHUT_WR);
   const char *l = NULL;
@@ -504,7 +480,7 @@ static int sendfile_main(void *arg) {
   reader_t *r;
   writer_t *w;
   int raw;
-  CHECK_RC(pair_open(&r, &w, &raw), 0);
+  CHECK_RC(pair_open(0, &r, &w, &raw), 0);
   char path[] = "/tmp/asyncio-stream-args-XXXXXX";
   int file = mkostemp(path, O_CLOEXEC);
   CHECK(file >= 0);

@@ -50,6 +50,7 @@
  * starts.  Fixed seeds and our own PRNG: a failure reproduces with its seed.
  */
 #include "net_helpers.h"
+#include "model_rng.h"
 
 #include <fcntl.h>
 #include <netinet/tcp.h>
@@ -61,20 +62,6 @@ typedef asyncio_stream_reader_t reader_t;
 typedef asyncio_stream_writer_t writer_t;
 
 /* ---- the stream --------------------------------------------------------------------- */
-
-typedef struct rng {
-  uint64_t s;
-} rng_t;
-
-/* xorshift64*: the high half. */
-static uint32_t rnd(rng_t *r) {
-  r->s ^= r->s >> 12;
-  r->s ^= r->s << 25;
-  r->s ^= r->s >> 27;
-  return (uint32_t)((r->s * 2685821657736338717ull) >> 32);
-}
-
-static size_t below(rng_t *r, size_t n) { return n ? rnd(r) % n : 0; }
 
 typedef struct sep {
   const char *s;

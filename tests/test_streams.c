@@ -9,48 +9,14 @@
  * asserts timings; waits are bounded only to keep a broken test from
  * hanging.
  */
-#include "net_helpers.h"
+#include "stream_helpers.h"
 
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/un.h>
 
-typedef asyncio_stream_reader_t reader_t;
-typedef asyncio_stream_writer_t writer_t;
-
 /* ---- helpers ------------------------------------------------------------------------ */
-
-/* A stream over one end of a socketpair; the test writes raw bytes into *raw. */
-static int pair_open(size_t limit, reader_t **r, writer_t **w, int *raw) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
-  asyncio_connection_options_t co = {0};
-  co.sock = sv[0];
-  co.use_sock = true;
-  asyncio_stream_options_t o = {0};
-  o.limit = limit;
-  o.connection = &co;
-  int rc = asyncio_open_connection(NULL, 0, &o, r, w);
-  if (rc < 0) {
-    close(sv[0]);
-    close(sv[1]);
-    return rc;
-  }
-  *raw = sv[1];
-  return 0;
-}
-
-static void raw_write(int fd, const char *s) {
-  size_t n = strlen(s);
-  CHECK(write(fd, s, n) == (ssize_t)n);
-}
-
-static void pair_close(reader_t *r, writer_t *w, int raw) {
-  CHECK_RC(asyncio_stream_reader_free(r), 0);
-  CHECK_RC(asyncio_stream_writer_free(w), 0);
-  if (raw >= 0) close(raw);
-}
 
 static int g_unix_seq;
 static void unix_path(char *buf, size_t n) {

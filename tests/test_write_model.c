@@ -49,24 +49,12 @@
  *    transport that kept a pointer instead of a copy is caught), then EOF.
  */
 #include "net_helpers.h"
+#include "model_rng.h"
 
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <time.h>
 
-typedef struct rng {
-  uint64_t s;
-} rng_t;
-
-/* xorshift64*: the high half. */
-static uint32_t rnd(rng_t *r) {
-  r->s ^= r->s >> 12;
-  r->s ^= r->s << 25;
-  r->s ^= r->s >> 27;
-  return (uint32_t)((r->s * 2685821657736338717ull) >> 32);
-}
-
-static size_t below(rng_t *r, size_t n) { return n ? rnd(r) % n : 0; }
 
 /* The byte at stream position i, different per seed (splitmix64). */
 static uint8_t stream_byte(uint64_t seed, uint64_t i) {
