@@ -103,9 +103,7 @@ static int live_args_main(void *arg) {
   CHECK_RC(asyncio_await(t, NULL), 0);
   asyncio_task_free(t);
   CHECK(x.n == 5);
-  CHECK_RC(asyncio_stream_reader_free(r), 0);
-  CHECK_RC(asyncio_stream_writer_free(w), 0);
-  close(raw);
+  pair_close(r, w, raw);
   return 0;
 }
 
@@ -503,10 +501,8 @@ static int sendfile_main(void *arg) {
   CHECK(c.rc == -ECANCELED);
   asyncio_task_free(t);
   CHECK_RC(asyncio_stream_write(w, "z", 1), 0); /* usable again */
-  close(raw);
   close(file);
-  CHECK_RC(asyncio_stream_reader_free(r), 0);
-  CHECK_RC(asyncio_stream_writer_free(w), 0);
+  pair_close(r, w, raw);
   return 0;
 }
 
