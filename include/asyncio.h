@@ -28,6 +28,7 @@
 #include "asyncio/protocols.h"
 #include "asyncio/transports.h"
 #include "asyncio/servers.h"
+#include "asyncio/sslproto.h"
 #include "asyncio/streams.h"
 #include "asyncio/subprocess.h"
 

@@ -8,10 +8,11 @@
 #   ASYNCIO_WITH_BENCH=1  also the benchmark comparison tools
 set -euo pipefail
 
-want_native=(build-essential cmake pkg-config libcmocka-dev)
+# libssl-dev: TLS (src/sslproto.c); openssl: the tests' s_server / s_client peers.
+want_native=(build-essential cmake pkg-config libcmocka-dev libssl-dev openssl)
 # libc6-dev:arm64 satisfies the cross gcc's recommended libc (we install
 # without recommends); libcmocka-dev:arm64 comes through Debian multiarch.
-want_cross=(gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libcmocka-dev:arm64)
+want_cross=(gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libcmocka-dev:arm64 libssl-dev:arm64)
 want_bench=(python3 python3-uvloop golang-go valgrind)
 # The TCP echo benchmark (bench/run_echo.sh): libuv, Tokio's crate sources
 # (built offline by cargo), Node, perf and strace for syscall counts.

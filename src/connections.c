@@ -430,14 +430,20 @@ static int check_task_loop(asyncio_loop_t *loop) {
   return 0;
 }
 
-/* dest (nullable): a datagram socket's default destination, when it is left unconnected. */
+/*
+ * dest (nullable): a datagram socket's default destination, when it is left
+ * unconnected.  tls (nullable): TLS over a stream socket.
+ */
 static int wrap_socket(asyncio_loop_t *loop, int fd, int kind, const addr_t *dest,
-                       asyncio_protocol_factory_fn factory, void *factory_arg,
-                       asyncio_transport_t **transport, void **instance) {
+                       const asyncio__tls_params_t *tls, asyncio_protocol_factory_fn factory,
+                       void *factory_arg, asyncio_transport_t **transport, void **instance) {
   int taken = 0;
-  int rc = asyncio__transport_make_and_wait_to(
-      loop, fd, kind, factory, factory_arg, dest ? (const struct sockaddr *)&dest->sa : NULL,
-      dest ? dest->len : 0, transport, instance, &taken);
+  int rc = tls ? asyncio__tls_make_and_wait(loop, fd, tls, factory, factory_arg, transport,
+                                            instance, &taken)
+               : asyncio__transport_make_and_wait_to(
+                     loop, fd, kind, factory, factory_arg,
+                     dest ? (const struct sockaddr *)&dest->sa : NULL, dest ? dest->len : 0,
+                     transport, instance, &taken);
   if (rc < 0 && !taken) close(fd);
   return rc;
 }
@@ -457,6 +463,7 @@ static int check_sock_type(int fd, int type) {
  * it on any error before the transport exists.
  */
 static int wrap_given_sock(asyncio_loop_t *loop, int sock, int family,
+                           const asyncio__tls_params_t *tls,
                            asyncio_protocol_factory_fn factory, void *factory_arg,
                            asyncio_transport_t **transport, void **instance) {
   int rc = check_sock_type(sock, SOCK_STREAM);
@@ -471,8 +478,39 @@ static int wrap_given_sock(asyncio_loop_t *loop, int sock, int family,
   rc = asyncio__set_nonblock(sock);
   if (rc) return rc;
   int taken = 0;
+  if (tls)
+    return asyncio__tls_make_and_wait(loop, sock, tls, factory, factory_arg, transport, instance,
+                                      &taken);
   return asyncio__transport_make_and_wait(loop, sock, ASYNCIO__TK_SOCKET, factory, factory_arg,
                                           transport, instance, &taken);
+}
+
+/*
+ * The ssl= arguments of create_connection / create_unix_connection
+ * (base_events' checks): *p is filled when TLS is asked for, and *use set.
+ * host is the name to check when server_hostname is not given.
+ */
+static int tls_params(const asyncio_connection_options_t *o, const char *host,
+                      asyncio__tls_params_t *p, int *use) {
+  *use = 0;
+  if (!o) return 0;
+  if (!o->ssl) {
+    /* 'server_hostname is only meaningful with ssl', and the timeouts alike. */
+    if (o->server_hostname || o->ssl_handshake_timeout != 0 || o->ssl_shutdown_timeout != 0)
+      return -EINVAL;
+    return 0;
+  }
+  if (!(o->ssl_handshake_timeout >= 0) || !(o->ssl_shutdown_timeout >= 0)) return -EINVAL;
+  const char *name = o->server_hostname ? o->server_hostname : host;
+  /* 'You must set server_hostname when using ssl without a host' */
+  if (!name) return -EINVAL;
+  memset(p, 0, sizeof *p);
+  p->ctx = o->ssl;
+  p->server_hostname = name;
+  p->handshake_timeout = o->ssl_handshake_timeout;
+  p->shutdown_timeout = o->ssl_shutdown_timeout;
+  *use = 1;
+  return 0;
 }
 
 ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
@@ -500,12 +538,17 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
        (!o->local_host && o->local_port) || isnan(o->happy_eyeballs_delay) ||
        o->interleave < 0))
     return -EINVAL;
+  asyncio__tls_params_t tp;
+  int use_tls;
+  int rc = tls_params(o, host, &tp, &use_tls);
+  if (rc) return rc;
   if (use_sock && o->sock < 0) return -EBADF; /* as connect_accepted_socket */
   if (o && o->nerrors) *o->nerrors = 0;
-  int rc = check_task_loop(loop);
+  rc = check_task_loop(loop);
   if (rc) return rc;
   if (use_sock)
-    return wrap_given_sock(loop, o->sock, 0, factory, factory_arg, transport, instance);
+    return wrap_given_sock(loop, o->sock, 0, use_tls ? &tp : NULL, factory, factory_arg,
+                           transport, instance);
   int family = o ? o->family : 0, proto = o ? o->proto : 0, flags = o ? o->flags : 0;
   connector_t *c;
   rc = connector_new(loop, &c);
@@ -523,7 +566,8 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
                              o ? o->nerrors : NULL);
   connector_free(c);
   if (fd < 0) return fd;
-  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, NULL, factory, factory_arg, transport, instance);
+  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, NULL, use_tls ? &tp : NULL, factory,
+                     factory_arg, transport, instance);
 }
 
 ASYNCIO_API int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
@@ -536,7 +580,7 @@ ASYNCIO_API int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
   if (sock < 0) return -EBADF;
   int rc = check_task_loop(loop);
   if (rc) return rc;
-  return wrap_given_sock(loop, sock, 0, factory, factory_arg, transport, instance);
+  return wrap_given_sock(loop, sock, 0, NULL, factory, factory_arg, transport, instance);
 }
 
 ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
@@ -549,11 +593,16 @@ ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
   if (!loop || !factory || !transport) return -EINVAL;
   int use_sock = o && o->use_sock;
   if (use_sock ? path != NULL : !path) return -EINVAL;
+  asyncio__tls_params_t tp;
+  int use_tls;
+  int rc = tls_params(o, NULL, &tp, &use_tls); /* no host: server_hostname it must be */
+  if (rc) return rc;
   if (use_sock && o->sock < 0) return -EBADF;
-  int rc = check_task_loop(loop);
+  rc = check_task_loop(loop);
   if (rc) return rc;
   if (use_sock)
-    return wrap_given_sock(loop, o->sock, AF_UNIX, factory, factory_arg, transport, instance);
+    return wrap_given_sock(loop, o->sock, AF_UNIX, use_tls ? &tp : NULL, factory, factory_arg,
+                           transport, instance);
   addr_t a;
   memset(&a, 0, sizeof a);
   rc = asyncio__unix_addr(path, &a.sa, &a.len);
@@ -569,7 +618,8 @@ ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
   int fd = connect_race(c, 0, NULL, 0, NULL);
   connector_free(c);
   if (fd < 0) return fd;
-  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, NULL, factory, factory_arg, transport, instance);
+  return wrap_socket(loop, fd, ASYNCIO__TK_SOCKET, NULL, use_tls ? &tp : NULL, factory,
+                     factory_arg, transport, instance);
 }
 
 /* ---- create_datagram_endpoint ---------------------------------------------------------------- */
@@ -631,8 +681,8 @@ static int unix_datagram_endpoint(asyncio_loop_t *loop, asyncio_protocol_factory
                         o->proto, o);
   if (fd < 0) return fd;
   return wrap_socket(loop, fd, ASYNCIO__TK_DATAGRAM,
-                     o->remote_host && o->allow_broadcast ? &ra : NULL, factory, factory_arg,
-                     transport, instance);
+                     o->remote_host && o->allow_broadcast ? &ra : NULL, NULL, factory,
+                     factory_arg, transport, instance);
 }
 
 ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
@@ -715,6 +765,6 @@ ASYNCIO_API int asyncio_loop_create_datagram_endpoint(asyncio_loop_t *loop,
   connector_free(c);
   if (fd < 0) return err ? err : -EADDRNOTAVAIL;
   return wrap_socket(loop, fd, ASYNCIO__TK_DATAGRAM,
-                     r_addr && o->allow_broadcast ? &dest : NULL, factory, factory_arg, transport,
-                     instance);
+                     r_addr && o->allow_broadcast ? &dest : NULL, NULL, factory, factory_arg,
+                     transport, instance);
 }

@@ -48,57 +48,18 @@
 #define MAX_IOV 64
 #define DGRAM_HEADER 8 /* CPython's _HEADER_SIZE: per-datagram buffer accounting */
 
-typedef struct wchunk {
+struct wchunk {
   struct wchunk *next;
   size_t start, end, cap;
   char data[];
-} wchunk_t;
+};
 
-typedef struct dgram {
+struct dgram {
   struct dgram *next;
   size_t len;
   socklen_t addrlen;
   struct sockaddr_storage addr;
   char data[];
-} dgram_t;
-
-struct asyncio_transport {
-  /* A read, and a write that goes straight out, touch the first 64 bytes
-   * only (the object starts on a line: asyncio__alloc_line). */
-  asyncio_loop_t *loop;
-  const asyncio_protocol_t *proto;
-  void *inst;
-  int fd;
-  uint8_t kind;
-  uint8_t is_socket;     /* send/recv with MSG_NOSIGNAL, else read/write */
-  uint8_t closing;       /* close() called or closing for an error */
-  uint8_t eof;           /* write_eof() called (stream sockets) */
-  uint8_t paused;        /* pause_reading() */
-  uint8_t proto_paused;  /* pause_writing() was called */
-  uint8_t reader_on, writer_on;
-  uint8_t started;       /* connection_made ran */
-  uint8_t dead;          /* connection_lost ran; freed when unheld */
-  uint8_t connected;     /* datagram: has a peer */
-  uint8_t pipe_watch;    /* write pipe: watch for the reader going away (FIFO, socket) */
-  uint32_t conn_lost;    /* connection_lost scheduled (+ ignored writes after) */
-  int holds;
-  asyncio__sf_ctl_t *sf; /* loop.sendfile in progress (on its task's stack), or NULL */
-  /* stream write buffer */
-  wchunk_t *whead, *wtail, *wspare;
-  size_t wsize;          /* bytes buffered (datagrams: + DGRAM_HEADER each) */
-  int lost_error;
-  size_t high, low;
-  /* datagram queue */
-  dgram_t *dhead, *dtail;
-  asyncio__res_t res;
-  asyncio__handle_t *h_start, *h_lost; /* reserved; NULL once queued */
-  asyncio_future_t *waiter;
-  asyncio_server_t *server;
-  asyncio_transport_t *snext, *sprev; /* the server's client list */
-  struct sockaddr_storage sockname, peername;
-  socklen_t socklen, peerlen;
-  uint8_t peer_is_dest; /* datagram: peername is only the default destination, not connected */
-  uint8_t read_eof;     /* stream socket: EOF was received; nothing more to read */
 };
 
 #if UINTPTR_MAX == 0xffffffffffffffffu
@@ -150,6 +111,7 @@ void asyncio__selector_events_close(asyncio_loop_t *loop) {
   asyncio__net_t *n = loop->net;
   while (n->head) n->head->destroy(n->head); /* each unlinks itself */
   if (n->rbuf) asyncio__free(n->rbuf, ASYNCIO__RECV_SIZE);
+  asyncio__tls_bufs_free(n);
   asyncio__free(n, sizeof *n);
   loop->net = NULL;
 }
@@ -403,6 +365,22 @@ static void fatal_error(asyncio_transport_t *t, int error, const char *message) 
   force_close(t, error);
 }
 
+void asyncio__transport_force_close(asyncio_transport_t *t, int error) {
+  if (t->dead) return;
+  if (t->kind == ASYNCIO__TK_TLS)
+    asyncio__tls_force_close(t, error);
+  else
+    force_close(t, error);
+}
+
+void asyncio__transport_sf_notify(asyncio_transport_t *t, int error) {
+  if (!t->sf) return;
+  if (error)
+    sf_stop(t, error);
+  else
+    sf_poke(t);
+}
+
 /* Write pipes: _UnixWritePipeTransport._close */
 static void pipe_close_now(asyncio_transport_t *t, int error) {
   if (t->conn_lost) return;
@@ -419,6 +397,7 @@ static void pipe_close_now(asyncio_transport_t *t, int error) {
 ASYNCIO_API int asyncio_transport_close(asyncio_transport_t *t) {
   int rc = check_t(t);
   if (rc) return rc;
+  if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_close(t);
   if (t->kind == ASYNCIO__TK_WRITE_PIPE) {
     if (!t->closing) return asyncio_transport_write_eof(t);
     return 0;
@@ -437,6 +416,7 @@ ASYNCIO_API int asyncio_transport_close(asyncio_transport_t *t) {
 ASYNCIO_API int asyncio_transport_abort(asyncio_transport_t *t) {
   int rc = check_t(t);
   if (rc) return rc;
+  if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_abort(t);
   if (t->kind == ASYNCIO__TK_WRITE_PIPE || t->kind == ASYNCIO__TK_READ_PIPE)
     pipe_close_now(t, 0);
   else
@@ -719,6 +699,7 @@ ASYNCIO_API int asyncio_transport_pause_reading(asyncio_transport_t *t) {
   int rc = check_t(t);
   if (rc) return rc;
   if (t->kind == ASYNCIO__TK_WRITE_PIPE) return -EOPNOTSUPP;
+  if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_pause_reading(t);
   if (!asyncio_transport_is_reading(t)) return 0;
   t->paused = 1;
   reader_off(t);
@@ -729,6 +710,7 @@ ASYNCIO_API int asyncio_transport_resume_reading(asyncio_transport_t *t) {
   int rc = check_t(t);
   if (rc) return rc;
   if (t->kind == ASYNCIO__TK_WRITE_PIPE) return -EOPNOTSUPP;
+  if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_resume_reading(t);
   if (t->closing || !t->paused) return 0;
   t->paused = 0;
   if (t->started && !t->conn_lost) {
@@ -895,6 +877,7 @@ ASYNCIO_API int asyncio_transport_write(asyncio_transport_t *t, const void *data
   if ((!data && n) || n > SSIZE_MAX) return -EINVAL;
   if (UNLIKELY(t->sf)) return -EBUSY; /* "unable to write; sendfile is in progress" */
   struct iovec v = {(void *)data, n};
+  if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_write(t, &v, 1);
   return write_iov(t, &v, 1);
 }
 
@@ -913,6 +896,7 @@ ASYNCIO_API int asyncio_transport_writelines(asyncio_transport_t *t, const struc
   /* No early return for iovcnt 0: like write(b''), it is refused after
    * write_eof and during sendfile (Python 3.12's writelines checks first). */
   if (UNLIKELY(t->sf)) return -EBUSY;
+  if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_write(t, iov, iovcnt);
   return write_iov(t, iov, iovcnt);
 }
 
@@ -941,6 +925,7 @@ ASYNCIO_API int asyncio_transport_write_eof(asyncio_transport_t *t) {
 }
 
 ASYNCIO_API size_t asyncio_transport_get_write_buffer_size(const asyncio_transport_t *t) {
+  if (t && UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_get_write_buffer_size(t);
   return t ? t->wsize : 0;
 }
 
@@ -954,14 +939,17 @@ ASYNCIO_API int asyncio_transport_set_write_buffer_limits(asyncio_transport_t *t
   if (high >= 0)
     h = (size_t)high;
   else if (low < 0)
-    h = ASYNCIO_WRITE_HIGH_WATER;
+    h = t->kind == ASYNCIO__TK_TLS ? ASYNCIO__TLS_WRITE_HIGH : ASYNCIO_WRITE_HIGH_WATER;
   else
     h = (size_t)low > SIZE_MAX / 4 ? SIZE_MAX : 4 * (size_t)low;
   l = low >= 0 ? (size_t)low : h / 4;
   if (!(h >= l)) return -EINVAL;
   t->high = h;
   t->low = l;
-  maybe_pause_protocol(t);
+  if (UNLIKELY(t->kind == ASYNCIO__TK_TLS))
+    asyncio__tls_control_app_writing(t); /* may resume too, as Python's */
+  else
+    maybe_pause_protocol(t);
   return 0;
 }
 
@@ -1020,7 +1008,7 @@ static int sf_fallback(asyncio_transport_t *t, asyncio__sf_ctl_t *c, int file_fd
     rc = c->stop ? c->stop : (t->closing || t->conn_lost) ? -EPIPE : 0;
     if (rc) break;
     struct iovec v = {(void *)asyncio__sf_block_data(b), (size_t)k};
-    rc = write_iov(t, &v, 1);
+    rc = t->kind == ASYNCIO__TK_TLS ? asyncio__tls_write(t, &v, 1) : write_iov(t, &v, 1);
     if (rc < 0) break; /* -ENOMEM: nothing of it was taken */
     *total += (size_t)k;
     if (c->stop) { /* the write failed: the transport is closing with the error */
@@ -1043,8 +1031,10 @@ ASYNCIO_API int asyncio_loop_sendfile(asyncio_loop_t *loop, asyncio_transport_t 
   if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;
   if (offset < 0 || (o && o->no_fallback && o->force_fallback)) return -EINVAL;
   if (file_fd < 0) return -EBADF;
-  /* _sendfile_compatible: stream sockets TRY_NATIVE, write pipes FALLBACK. */
-  if (t->kind != ASYNCIO__TK_SOCKET && t->kind != ASYNCIO__TK_WRITE_PIPE) return -EOPNOTSUPP;
+  /* _sendfile_compatible: stream sockets TRY_NATIVE, write pipes and TLS FALLBACK. */
+  if (t->kind != ASYNCIO__TK_SOCKET && t->kind != ASYNCIO__TK_WRITE_PIPE &&
+      t->kind != ASYNCIO__TK_TLS)
+    return -EOPNOTSUPP;
   if (t->sf) return -EBUSY; /* "Empty waiter is already set" */
   if (t->closing || t->conn_lost || t->eof) return -EPIPE; /* "Transport is closing" */
   struct stat st;
@@ -1060,10 +1050,7 @@ ASYNCIO_API int asyncio_loop_sendfile(asyncio_loop_t *loop, asyncio_transport_t 
   t->sf = &ctl;
   t->holds++; /* connection_lost may run while we wait: the struct stays */
   int resume = asyncio_transport_is_reading(t);
-  if (resume) {
-    t->paused = 1;
-    reader_off(t);
-  }
+  if (resume) asyncio_transport_pause_reading(t);
   size_t total = 0;
   rc = ASYNCIO_ESENDFILENOTAVAILABLE;
   if (native) {
@@ -1082,11 +1069,7 @@ ASYNCIO_API int asyncio_loop_sendfile(asyncio_loop_t *loop, asyncio_transport_t 
     if (t->fd >= 0) close(t->fd);
     t->fd = -1;
   } else if (resume && t->paused && !t->closing) {
-    t->paused = 0;
-    if (!t->conn_lost) {
-      int r2 = reader_on(t);
-      if (r2 < 0) fatal_error(t, r2, NULL);
-    }
+    asyncio_transport_resume_reading(t);
   }
   asyncio__transport_unhold(t);
   if (sent) *sent = total;
@@ -1177,6 +1160,7 @@ ASYNCIO_API int asyncio_transport_sendto(asyncio_transport_t *t, const void *dat
 /* ---- extra info and protocol ------------------------------------------------------------ */
 
 ASYNCIO_API int asyncio_transport_get_fd(const asyncio_transport_t *t) {
+  if (t && !t->dead && t->kind == ASYNCIO__TK_TLS) return asyncio__tls_get_fd(t);
   if (!t || t->dead || t->fd < 0) return -EINVAL;
   return t->fd;
 }

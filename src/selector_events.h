@@ -28,6 +28,7 @@ typedef struct asyncio__res {
 typedef struct asyncio__net {
   asyncio__res_t *head;
   char *rbuf; /* the shared receive buffer (CPython's max_size recv) */
+  struct tls_bufs *tls; /* sslproto.c's plaintext and ciphertext buffers, or NULL */
 } asyncio__net_t;
 
 #define ASYNCIO__RECV_SIZE ((size_t)256 * 1024)
@@ -48,7 +49,56 @@ enum {
   ASYNCIO__TK_DATAGRAM,   /* _SelectorDatagramTransport */
   ASYNCIO__TK_READ_PIPE,  /* _UnixReadPipeTransport */
   ASYNCIO__TK_WRITE_PIPE, /* _UnixWritePipeTransport */
+  ASYNCIO__TK_TLS,        /* sslproto._SSLProtocolTransport (sslproto.c) */
 };
+
+/*
+ * The transport object.  Shared with sslproto.c, whose app transports are
+ * this struct too (kind ASYNCIO__TK_TLS, fd -1, no write buffer of their
+ * own): the public transport calls dispatch on kind.
+ */
+typedef struct wchunk wchunk_t;
+typedef struct dgram dgram_t;
+struct asyncio_transport {
+  /* A read, and a write that goes straight out, touch the first 64 bytes
+   * only (the object starts on a line: asyncio__alloc_line). */
+  asyncio_loop_t *loop;
+  const asyncio_protocol_t *proto;
+  void *inst;
+  int fd;
+  uint8_t kind;
+  uint8_t is_socket;     /* send/recv with MSG_NOSIGNAL, else read/write */
+  uint8_t closing;       /* close() called or closing for an error */
+  uint8_t eof;           /* write_eof() called (stream sockets) */
+  uint8_t paused;        /* pause_reading() */
+  uint8_t proto_paused;  /* pause_writing() was called */
+  uint8_t reader_on, writer_on;
+  uint8_t started;       /* connection_made ran */
+  uint8_t dead;          /* connection_lost ran; freed when unheld */
+  uint8_t connected;     /* datagram: has a peer */
+  uint8_t pipe_watch;    /* write pipe: watch for the reader going away (FIFO, socket) */
+  uint32_t conn_lost;    /* connection_lost scheduled (+ ignored writes after) */
+  int holds;
+  struct asyncio__sf_ctl *sf; /* loop.sendfile in progress (on its task's stack), or NULL */
+  /* stream write buffer */
+  wchunk_t *whead, *wtail, *wspare;
+  size_t wsize;          /* bytes buffered (datagrams: + DGRAM_HEADER each) */
+  int lost_error;
+  size_t high, low;
+  /* datagram queue */
+  dgram_t *dhead, *dtail;
+  asyncio__res_t res;
+  asyncio__handle_t *h_start, *h_lost; /* reserved; NULL once queued */
+  asyncio_future_t *waiter;
+  asyncio_server_t *server;
+  asyncio_transport_t *snext, *sprev; /* the server's client list */
+  struct sockaddr_storage sockname, peername;
+  socklen_t socklen, peerlen;
+  uint8_t peer_is_dest; /* datagram: peername is only the default destination, not connected */
+  uint8_t read_eof;     /* stream socket: EOF was received; nothing more to read */
+  struct asyncio__tls *tls; /* ASYNCIO__TK_TLS: the TLS state (sslproto.c) */
+};
+
 
 /*
  * Makes a transport on fd (already non-blocking): calls the factory, then
@@ -105,6 +155,9 @@ int asyncio__server_new(asyncio_loop_t *loop, asyncio_protocol_factory_fn factor
                         void *factory_arg, const int *fds, size_t nfds,
                         const asyncio_server_options_t *options, const char *unix_path,
                         asyncio_server_t **out);
+
+/* servers.c: the ssl= options' checks (-EINVAL or 0). */
+int asyncio__server_check_tls(const asyncio_server_options_t *o);
 
 /* servers.c: a client transport is gone. */
 void asyncio__server_detach(asyncio_server_t *server, asyncio_transport_t *t);
@@ -221,5 +274,49 @@ int asyncio__set_nonblock(int fd);
 
 /* unix_events.c: fills a sockaddr_un from a path ('@' = abstract). */
 int asyncio__unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len);
+
+/* ---- TLS (sslproto.c) ---------------------------------------------------------------- */
+
+struct ssl_ctx_st;
+typedef struct asyncio__tls_params {
+  struct ssl_ctx_st *ctx;
+  int server_side;
+  const char *server_hostname; /* client side; NULL or "" = no SNI, no name check */
+  double handshake_timeout, shutdown_timeout; /* 0 = the defaults */
+} asyncio__tls_params_t;
+
+/*
+ * As asyncio__transport_make_and_wait, with TLS: makes the socket transport
+ * with the TLS layer as its protocol, waits for the handshake, and returns
+ * the app transport.  The factory is the application's.
+ */
+int asyncio__tls_make_and_wait(asyncio_loop_t *loop, int fd, const asyncio__tls_params_t *p,
+                               asyncio_protocol_factory_fn factory, void *factory_arg,
+                               asyncio_transport_t **transport, void **instance, int *fd_taken);
+
+/* servers.c: as asyncio__transport_new for an accepted socket; *under is the socket transport. */
+int asyncio__tls_transport_new(asyncio_loop_t *loop, int fd, const asyncio__tls_params_t *p,
+                               asyncio_protocol_factory_fn factory, void *factory_arg,
+                               asyncio_server_t *server, const struct sockaddr *peer,
+                               socklen_t peerlen, asyncio_transport_t **under);
+
+/* The app transport's side of the public calls (kind ASYNCIO__TK_TLS, checked by the caller). */
+int asyncio__tls_close(asyncio_transport_t *app);
+int asyncio__tls_abort(asyncio_transport_t *app);
+int asyncio__tls_write(asyncio_transport_t *app, const struct iovec *iov, int iovcnt);
+int asyncio__tls_pause_reading(asyncio_transport_t *app);
+int asyncio__tls_resume_reading(asyncio_transport_t *app);
+int asyncio__tls_get_fd(const asyncio_transport_t *app);
+size_t asyncio__tls_get_write_buffer_size(const asyncio_transport_t *app);
+void asyncio__tls_control_app_writing(asyncio_transport_t *app);
+void asyncio__tls_force_close(asyncio_transport_t *app, int err);
+void asyncio__tls_bufs_free(asyncio__net_t *net); /* loop close */
+#define ASYNCIO__TLS_WRITE_HIGH ((size_t)512 * 1024) /* FLOW_CONTROL_HIGH_WATER_SSL_WRITE */
+
+/* selector_events.c: _force_close(exc) for any transport. */
+void asyncio__transport_force_close(asyncio_transport_t *t, int err);
+
+/* selector_events.c: a sendfile waiting on t: stop it with err (< 0), or let it look again (0). */
+void asyncio__transport_sf_notify(asyncio_transport_t *t, int err);
 
 #endif

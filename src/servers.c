@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "selector_events.h"
 
 typedef struct listener {
@@ -57,6 +59,7 @@ struct asyncio_server {
   ino_t ino;
   void (*on_destroy)(void *arg); /* asyncio__server_on_destroy */
   void *on_destroy_arg;
+  asyncio__tls_params_t tls; /* ssl=: tls.ctx is a reference of ours, or NULL */
 };
 
 #define ACCEPT_RETRY_DELAY 1.0
@@ -177,8 +180,12 @@ static void accept_ready(int fd, void *arg) {
      */
     s->nclients++;
     asyncio_transport_t *t;
-    int rc = asyncio__transport_new(s->loop, c, ASYNCIO__TK_SOCKET, s->factory, s->factory_arg, s,
-                                    NULL, (struct sockaddr *)&ss, sl, 0, &t);
+    int rc = s->tls.ctx ? asyncio__tls_transport_new(s->loop, c, &s->tls, s->factory,
+                                                     s->factory_arg, s, (struct sockaddr *)&ss,
+                                                     sl, &t)
+                        : asyncio__transport_new(s->loop, c, ASYNCIO__TK_SOCKET, s->factory,
+                                                 s->factory_arg, s, NULL, (struct sockaddr *)&ss,
+                                                 sl, 0, &t);
     if (rc < 0) {
       close(c);
       if (--s->nclients == 0 && s->closed) wakeup(s);
@@ -257,10 +264,23 @@ ASYNCIO_API int asyncio_server_abort_clients(asyncio_server_t *s) {
   return 0;
 }
 
+static void tls_release(asyncio_server_t *s) {
+  if (s->tls.ctx) SSL_CTX_free(s->tls.ctx);
+  s->tls.ctx = NULL;
+}
+
+int asyncio__server_check_tls(const asyncio_server_options_t *o) {
+  if (!o) return 0;
+  if (!o->ssl) /* 'ssl_handshake_timeout is only meaningful with ssl' */
+    return o->ssl_handshake_timeout != 0 || o->ssl_shutdown_timeout != 0 ? -EINVAL : 0;
+  return o->ssl_handshake_timeout >= 0 && o->ssl_shutdown_timeout >= 0 ? 0 : -EINVAL;
+}
+
 /* The loop is closing under an open server: close silently, keep the struct for _free. */
 static void server_destroy(asyncio__res_t *r) {
   asyncio_server_t *s = (asyncio_server_t *)r;
   asyncio__res_unlink(s->loop, r);
+  tls_release(s);
   if (s->on_destroy) {
     void (*fn)(void *) = s->on_destroy;
     s->on_destroy = NULL;
@@ -428,6 +448,13 @@ int asyncio__server_new(asyncio_loop_t *loop, asyncio_protocol_factory_fn factor
   s->keep_alive = o && o->keep_alive;
   s->retry_delay = o && o->accept_retry_delay > 0 ? o->accept_retry_delay : ACCEPT_RETRY_DELAY;
   s->cleanup = !(o && o->cleanup_socket < 0);
+  if (o && o->ssl) {
+    SSL_CTX_up_ref(o->ssl);
+    s->tls.ctx = o->ssl;
+    s->tls.server_side = 1;
+    s->tls.handshake_timeout = o->ssl_handshake_timeout;
+    s->tls.shutdown_timeout = o->ssl_shutdown_timeout;
+  }
   if (s->unix_path) {
     struct stat st;
     if (stat(s->unix_path, &st) == 0) {
@@ -450,6 +477,7 @@ int asyncio__server_new(asyncio_loop_t *loop, asyncio_protocol_factory_fn factor
       asyncio__strfree(s->unix_path);
       s->unix_path = NULL;
       s->nls = 0;
+      tls_release(s);
       asyncio__res_unlink(loop, &s->res);
       asyncio__free(s->ls, nfds * sizeof *s->ls);
       asyncio__free(s, sizeof *s);
@@ -503,6 +531,7 @@ ASYNCIO_API int asyncio_loop_create_server(asyncio_loop_t *loop,
   if (use_sock && o->sock < 0) return -EBADF; /* as create_connection(sock=) */
   /* A NaN delay is refused as call_later refuses it (it would silently mean the default). */
   if (o && (o->backlog < 0 || !(o->accept_retry_delay >= 0))) return -EINVAL;
+  if (asyncio__server_check_tls(o)) return -EINVAL;
   int rc = asyncio__check_thread(loop);
   if (rc) return rc;
   if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;

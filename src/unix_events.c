@@ -50,6 +50,7 @@ ASYNCIO_API int asyncio_loop_create_unix_server(asyncio_loop_t *loop,
   if (use_sock ? path != NULL : !path) return -EINVAL;
   if (use_sock && o->sock < 0) return -EBADF; /* as create_connection(sock=) */
   if (o && (o->backlog < 0 || !(o->accept_retry_delay >= 0))) return -EINVAL; /* NaN too */
+  if (asyncio__server_check_tls(o)) return -EINVAL;
   int rc = asyncio__check_thread(loop);
   if (rc) return rc;
   if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;

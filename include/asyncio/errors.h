@@ -55,7 +55,8 @@ extern "C" {
   XX(GAI_OVERFLOW, 27, "argument buffer overflow", "socket.gaierror")                  \
   XX(GENERATOREXIT, 28, "asynchronous generator is being closed", "GeneratorExit")       \
   XX(ASYNCGENRUNNING, 29, "asynchronous generator is already running", "RuntimeError")   \
-  XX(ASYNCGENIGNOREDEXIT, 30, "async generator ignored GeneratorExit", "RuntimeError")
+  XX(ASYNCGENIGNOREDEXIT, 30, "async generator ignored GeneratorExit", "RuntimeError")   \
+  XX(SSLCERTVERIFY, 31, "TLS certificate verify failed", "ssl.SSLCertVerificationError")
 
 enum {
 #define ASYNCIO__ERR_ENUM(name, off, msg, py) ASYNCIO_E##name = ASYNCIO_ERR_BASE - (off),

@@ -71,6 +71,16 @@ typedef struct asyncio_server_options {
    * Python.  A stale socket file is removed before binding either way.
    */
   int cleanup_socket;
+  /*
+   * TLS (ssl=, asyncio/sslproto.h): an OpenSSL server context (SSL_CTX *,
+   * with its certificate and key loaded); NULL = plain.  Each accepted
+   * connection does the handshake before the factory's protocol gets
+   * connection_made.  The timeouts are seconds (with ssl only, else
+   * -EINVAL); 0 = 60 s / 30 s; negative or NaN: -EINVAL.
+   */
+  struct ssl_ctx_st *ssl;
+  double ssl_handshake_timeout;
+  double ssl_shutdown_timeout;
 } asyncio_server_options_t;
 
 /*

@@ -63,6 +63,7 @@
 
 #include "events.h"
 #include "servers.h"
+#include "sslproto.h"
 #include "transports.h"
 
 #ifdef __cplusplus
@@ -338,6 +339,22 @@ bool asyncio_stream_is_closing(const asyncio_stream_writer_t *writer);
  * ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD.
  */
 int asyncio_stream_wait_closed(asyncio_stream_writer_t *writer);
+
+/*
+ * StreamWriter.start_tls(sslcontext, *, server_hostname,
+ * ssl_handshake_timeout, ssl_shutdown_timeout): drains the writer, then
+ * upgrades the connection to TLS (asyncio_loop_start_tls); afterwards the
+ * reader and writer carry plaintext over the new app transport, which
+ * asyncio_stream_transport returns.  This end is the TLS server when the
+ * stream came from start_server (options->server_side is not looked at,
+ * as Python derives it).  Bytes the reader had already buffered stay
+ * there, read as plaintext.  Suspends.  Returns 0, the errors of drain and
+ * of asyncio_loop_start_tls (-EINVAL also for a NULL writer or ctx, a lost
+ * connection, a pipe), ASYNCIO_EINVALIDSTATE while a task waits on the
+ * reader (its read would mix the two layers).
+ */
+int asyncio_stream_start_tls(asyncio_stream_writer_t *writer, struct ssl_ctx_st *ctx,
+                             const asyncio_start_tls_options_t *options);
 
 /*
  * StreamWriter.transport: the transport, or NULL once the connection is lost

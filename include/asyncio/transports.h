@@ -43,6 +43,8 @@
 extern "C" {
 #endif
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX (asyncio/sslproto.h) */
+
 /* Default flow-control water marks (transports._FlowControlMixin). */
 #define ASYNCIO_WRITE_HIGH_WATER ((size_t)64 * 1024)
 #define ASYNCIO_WRITE_LOW_WATER ((size_t)16 * 1024)
@@ -324,6 +326,25 @@ typedef struct asyncio_connection_options {
   int *errors;
   size_t errors_cap;
   size_t *nerrors;
+  /*
+   * TLS (ssl=, asyncio/sslproto.h): an OpenSSL client context (SSL_CTX *);
+   * NULL = plain TCP.  The call returns once the handshake is done.
+   */
+  struct ssl_ctx_st *ssl;
+  /*
+   * server_hostname= (with ssl only, else -EINVAL): the name for SNI and the
+   * certificate check; NULL = host (create_unix_connection and sock= have
+   * no host: -EINVAL, Python's 'You must set server_hostname when using
+   * ssl without a host'); "" = no SNI and no name check.
+   */
+  const char *server_hostname;
+  /*
+   * Seconds (with ssl only, else -EINVAL); 0 = 60 s / 30 s
+   * (ASYNCIO_SSL_HANDSHAKE_TIMEOUT / _SHUTDOWN_TIMEOUT); negative or NaN:
+   * -EINVAL.
+   */
+  double ssl_handshake_timeout;
+  double ssl_shutdown_timeout;
 } asyncio_connection_options_t;
 
 /*
