@@ -300,6 +300,18 @@ int asyncio__tls_transport_new(asyncio_loop_t *loop, int fd, const asyncio__tls_
                                asyncio_server_t *server, const struct sockaddr *peer,
                                socklen_t peerlen, asyncio_transport_t **under);
 
+/*
+ * loop.start_tls, with a hook for StreamWriter.start_tls: swapped(arg, app)
+ * runs once the app transport exists, before the handshake, so the stream
+ * writes into it (and never to the socket underneath) from then on; app
+ * stays valid until its protocol's connection_lost, which follows a failed
+ * handshake too.
+ */
+int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_ctx_st *ctx,
+                       const asyncio_start_tls_options_t *o,
+                       void (*swapped)(void *arg, asyncio_transport_t *app), void *swapped_arg,
+                       asyncio_transport_t **out);
+
 /* The app transport's side of the public calls (kind ASYNCIO__TK_TLS, checked by the caller). */
 int asyncio__tls_close(asyncio_transport_t *app);
 int asyncio__tls_abort(asyncio_transport_t *app);

@@ -80,6 +80,7 @@ typedef struct asyncio__tls {
   asyncio__handle_t *h_lost; /* reserved for the app's connection_lost */
   int lost_error;
   uint8_t wrapped; /* the handshake succeeded once */
+  uint8_t upgrade; /* start_tls: the app protocol saw connection_made on the old transport */
   asyncio_protocol_factory_fn factory; /* the application's, called by tls_factory */
   void *factory_arg;
   tchunk_t *bhead, *btail; /* plaintext not yet given to SSL_write */
@@ -708,7 +709,14 @@ static void under_connection_lost(asyncio_transport_t *u, int err, void *arg) {
   asyncio_transport_t *a = tls->app;
   a->closing = 1;
   a->conn_lost++;
-  if (tls->state != S_DO_HANDSHAKE &&
+  /*
+   * Python skips the app's connection_lost when the connection ends during
+   * the handshake.  After start_tls the app protocol has seen
+   * connection_made (on the old transport), so it gets its connection_lost
+   * even then: the protocol contract says exactly once, and a stream would
+   * otherwise wait for it forever.
+   */
+  if ((tls->state != S_DO_HANDSHAKE || tls->upgrade) &&
       (tls->app_state == A_CON_MADE || tls->app_state == A_EOF)) {
     tls->app_state = A_CON_LOST;
     tls->lost_error = err;
@@ -1016,10 +1024,9 @@ int asyncio__tls_make_and_wait(asyncio_loop_t *loop, int fd, const asyncio__tls_
   return await_handshake(tls, waiter, transport, instance);
 }
 
-ASYNCIO_API int asyncio_loop_start_tls(asyncio_loop_t *loop, asyncio_transport_t *t,
-                                       struct ssl_ctx_st *ctx,
-                                       const asyncio_start_tls_options_t *o,
-                                       asyncio_transport_t **out) {
+int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_ctx_st *ctx,
+                       const asyncio_start_tls_options_t *o, void (*swapped)(void *, asyncio_transport_t *),
+                       void *swapped_arg, asyncio_transport_t **out) {
   if (out) *out = NULL;
   if (!loop || !t || !ctx || !out) return -EINVAL;
   if (o && (!(o->ssl_handshake_timeout >= 0) || !(o->ssl_shutdown_timeout >= 0))) return -EINVAL;
@@ -1044,6 +1051,7 @@ ASYNCIO_API int asyncio_loop_start_tls(asyncio_loop_t *loop, asyncio_transport_t
     asyncio__future_unref(waiter);
     return rc;
   }
+  tls->upgrade = 1;
   tls->refs = 2; /* under's and ours */
   tls->waiter = asyncio_future_ref(waiter);
   /* The old protocol may have been paused for writing: we inherit that. */
@@ -1055,12 +1063,20 @@ ASYNCIO_API int asyncio_loop_start_tls(asyncio_loop_t *loop, asyncio_transport_t
    */
   t->holds++; /* it may be lost while we wait */
   asyncio_transport_set_protocol(t, &tls_protocol, tls);
+  if (swapped) swapped(swapped_arg, tls->app);
   under_connection_made(t, tls);
   asyncio_transport_resume_reading(t);
   rc = await_handshake(tls, waiter, out, NULL);
   if (rc < 0 && !t->dead) asyncio_transport_close(t); /* Python: transport.close(); raise */
   asyncio__transport_unhold(t);
   return rc;
+}
+
+ASYNCIO_API int asyncio_loop_start_tls(asyncio_loop_t *loop, asyncio_transport_t *t,
+                                       struct ssl_ctx_st *ctx,
+                                       const asyncio_start_tls_options_t *o,
+                                       asyncio_transport_t **out) {
+  return asyncio__tls_start(loop, t, ctx, o, NULL, NULL, out);
 }
 
 /* ---- contexts ---------------------------------------------------------------------------- */

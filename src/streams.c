@@ -1105,6 +1105,36 @@ ASYNCIO_API int asyncio_stream_drain(asyncio_stream_writer_t *writer) {
   return 0;
 }
 
+/* The stream moves to the app transport as soon as it exists (see asyncio__tls_start). */
+static void tls_swapped(void *arg, asyncio_transport_t *app) {
+  stream_t *s = arg;
+  s->t = app;
+  /* A fresh transport: neither paused for reading by us nor for writing. */
+  s->paused = 0;
+  s->wpaused = 0;
+}
+
+ASYNCIO_API int asyncio_stream_start_tls(asyncio_stream_writer_t *writer, struct ssl_ctx_st *ctx,
+                                         const asyncio_start_tls_options_t *options) {
+  stream_t *s;
+  int rc = writer_check(writer, &s);
+  if (rc) return rc;
+  if (!ctx) return -EINVAL;
+  if ((rc = can_wait(s))) return rc;
+  /* A parked reader would be woken by plaintext and ciphertext alike. */
+  if (s->rw) return ASYNCIO_EINVALIDSTATE;
+  rc = asyncio_stream_drain(writer);
+  if (rc) return rc;
+  if (!s->t || s->closed || s->lost) return -EINVAL;
+  if (s->rw) return ASYNCIO_EINVALIDSTATE; /* one started reading while drain waited */
+  asyncio_start_tls_options_t o = {0};
+  if (options) o = *options;
+  o.server_side = s->handler != NULL; /* Python: _client_connected_cb is not None */
+  if (o.server_side) o.server_hostname = NULL;
+  asyncio_transport_t *nt;
+  return asyncio__tls_start(s->loop, s->t, ctx, &o, tls_swapped, s, &nt);
+}
+
 ASYNCIO_API int asyncio_stream_write_eof(asyncio_stream_writer_t *writer) {
   stream_t *s;
   int rc = writer_check(writer, &s);

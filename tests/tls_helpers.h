@@ -26,9 +26,9 @@ typedef struct tls_pki {
   char ca_pem[96], cert_pem[96], key_pem[96], other_pem[96];
 } tls_pki_t;
 
-static EVP_PKEY *tls_keygen(void) { return EVP_EC_gen("P-256"); }
+static inline EVP_PKEY *tls_keygen(void) { return EVP_EC_gen("P-256"); }
 
-static void tls_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
+static inline void tls_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
@@ -40,7 +40,7 @@ static void tls_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
 }
 
 /* A certificate for key, named cn, signed by issuer/issuer_key (itself if NULL). */
-static X509 *tls_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+static inline X509 *tls_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
                       long serial, int ca) {
   X509 *x = X509_new();
   X509_set_version(x, 2);
@@ -62,7 +62,7 @@ static X509 *tls_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *iss
   return x;
 }
 
-static void tls_pki_init(tls_pki_t *p) {
+static inline void tls_pki_init(tls_pki_t *p) {
   memset(p, 0, sizeof *p);
   p->ca_key = tls_keygen();
   p->srv_key = tls_keygen();
@@ -72,7 +72,7 @@ static void tls_pki_init(tls_pki_t *p) {
   p->other = tls_cert(p->other_key, "another CA", NULL, NULL, 3, 1);
 }
 
-static void tls_write_pem(const char *path, X509 *x, EVP_PKEY *k) {
+static inline void tls_write_pem(const char *path, X509 *x, EVP_PKEY *k) {
   FILE *f = fopen(path, "w");
   if (!f) return;
   if (x) PEM_write_X509(f, x);
@@ -81,7 +81,7 @@ static void tls_write_pem(const char *path, X509 *x, EVP_PKEY *k) {
 }
 
 /* The PEM files, in a temporary directory that tls_pki_free removes. */
-static int tls_files(tls_pki_t *p) {
+static inline int tls_files(tls_pki_t *p) {
   strcpy(p->dir, "/tmp/asyncio-tls-XXXXXX");
   if (!mkdtemp(p->dir)) return -1;
   snprintf(p->ca_pem, sizeof p->ca_pem, "%s/ca.pem", p->dir);
@@ -95,7 +95,7 @@ static int tls_files(tls_pki_t *p) {
   return 0;
 }
 
-static void tls_pki_free(tls_pki_t *p) {
+static inline void tls_pki_free(tls_pki_t *p) {
   if (p->dir[0]) {
     unlink(p->ca_pem);
     unlink(p->cert_pem);
@@ -113,7 +113,7 @@ static void tls_pki_free(tls_pki_t *p) {
 }
 
 /* A server context with the server certificate (and the CA as its chain). */
-static SSL_CTX *tls_server_ctx(tls_pki_t *p) {
+static inline SSL_CTX *tls_server_ctx(tls_pki_t *p) {
   SSL_CTX *ctx = NULL;
   if (asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_CLIENT_AUTH, NULL, NULL, &ctx) < 0)
     return NULL;
@@ -123,7 +123,7 @@ static SSL_CTX *tls_server_ctx(tls_pki_t *p) {
 }
 
 /* A client context that trusts the test CA (or, with wrong_ca, only the other one). */
-static SSL_CTX *tls_client_ctx(tls_pki_t *p, int wrong_ca) {
+static inline SSL_CTX *tls_client_ctx(tls_pki_t *p, int wrong_ca) {
   SSL_CTX *ctx = NULL;
   if (asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_SERVER_AUTH, NULL, NULL, &ctx) < 0)
     return NULL;

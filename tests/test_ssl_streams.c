@@ -1,0 +1,355 @@
+/*
+ * test_ssl_streams.c - streams over TLS: open_connection / start_server
+ * with ssl=, and StreamWriter.start_tls (include/asyncio/streams.h,
+ * sslproto.h).
+ *
+ * Python origin: Lib/asyncio/streams.py (StreamWriter.start_tls,
+ * StreamReaderProtocol._replace_transport) and the TLS cases of
+ * Lib/test/test_asyncio/test_streams.py and test_ssl.py.  Certificates are
+ * made in the test (tls_helpers.h); real sockets on 127.0.0.1, port 0.
+ */
+#include "stream_helpers.h"
+#include "tls_helpers.h"
+
+typedef struct sctx {
+  tls_pki_t pki;
+  SSL_CTX *sctx, *cctx, *bad;
+  int port;
+  int handlers, server_rc, upgrade_rc;
+  size_t big;
+  uint64_t got_sum;
+} sctx_t;
+
+static void sctx_init(sctx_t *c) {
+  memset(c, 0, sizeof *c);
+  tls_pki_init(&c->pki);
+  c->sctx = tls_server_ctx(&c->pki);
+  c->cctx = tls_client_ctx(&c->pki, 0);
+  c->bad = tls_client_ctx(&c->pki, 1);
+}
+
+static void sctx_free(sctx_t *c) {
+  SSL_CTX_free(c->sctx);
+  SSL_CTX_free(c->cctx);
+  SSL_CTX_free(c->bad);
+  tls_pki_free(&c->pki);
+}
+
+static asyncio_server_t *serve(sctx_t *c, asyncio_stream_handler_fn h, bool tls) {
+  asyncio_server_options_t so = {.ssl = tls ? c->sctx : NULL};
+  asyncio_stream_options_t o = {.server = &so};
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_start_server(h, c, "127.0.0.1", 0, &o, &srv), 0);
+  if (srv) c->port = server_port(srv, 0);
+  return srv;
+}
+
+static void unserve(asyncio_server_t *srv) {
+  CHECK_RC(asyncio_server_close(srv), 0);
+  CHECK_RC(asyncio_server_wait_closed(srv), 0);
+  CHECK_RC(asyncio_server_free(srv), 0);
+}
+
+static int connect_tls(sctx_t *c, SSL_CTX *ctx, const char *name, reader_t **r, writer_t **w) {
+  asyncio_connection_options_t co = {.ssl = ctx, .server_hostname = name};
+  asyncio_stream_options_t o = {.connection = &co};
+  return asyncio_open_connection("127.0.0.1", c->port, &o, r, w);
+}
+
+/* ---- open_connection / start_server with ssl= -------------------------------------- */
+
+/* Echoes lines until EOF. */
+static int line_echo(reader_t *r, writer_t *w, void *arg) {
+  sctx_t *c = arg;
+  c->handlers++;
+  CHECK(asyncio_transport_get_ssl_object(asyncio_stream_transport(w)) != NULL);
+  for (;;) {
+    const char *line;
+    ssize_t n = asyncio_stream_readline(r, &line);
+    if (n <= 0) {
+      c->server_rc = (int)n;
+      break;
+    }
+    CHECK_RC(asyncio_stream_write(w, line, (size_t)n), 0);
+    CHECK_RC(asyncio_stream_drain(w), 0);
+  }
+  return 0;
+}
+
+static int echo_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_server_t *srv = serve(c, line_echo, true);
+  if (!srv) return -1;
+  reader_t *r;
+  writer_t *w;
+  CHECK_RC(connect_tls(c, c->cctx, "localhost", &r, &w), 0);
+  if (!w) return -1;
+  asyncio_transport_t *t = asyncio_stream_transport(w);
+  SSL *ssl = asyncio_transport_get_ssl_object(t);
+  CHECK(ssl != NULL);
+  if (ssl) CHECK(SSL_get0_peer_certificate(ssl) != NULL);
+  CHECK(!asyncio_stream_can_write_eof(w));
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  CHECK_RC(asyncio_stream_get_peername(w, (struct sockaddr *)&ss, &sl), 0);
+  CHECK(ss.ss_family == AF_INET && ntohs(((struct sockaddr_in *)&ss)->sin_port) == c->port);
+  for (int i = 0; i < 50; i++) {
+    char msg[32];
+    int k = snprintf(msg, sizeof msg, "line %d\n", i);
+    CHECK_RC(asyncio_stream_write(w, msg, (size_t)k), 0);
+    const char *line;
+    CHECK(asyncio_stream_readline(r, &line) == k);
+    if (line) CHECK(memcmp(line, msg, (size_t)k) == 0);
+  }
+  /* close() sends close_notify: the server reads EOF, cleanly. */
+  CHECK_RC(asyncio_stream_close(w), 0);
+  CHECK_RC(asyncio_stream_wait_closed(w), 0);
+  WAIT_UNTIL(c->handlers == 1 && c->server_rc == 0);
+  pair_close(r, w, -1);
+  unserve(srv);
+  return 0;
+}
+
+TEST(streams_echo) {
+  sctx_t c;
+  sctx_init(&c);
+  assert_ok(run_main(echo_main, &c));
+  sctx_free(&c);
+  ASSERT_SOFT();
+}
+
+static int refused_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_server_t *srv = serve(c, line_echo, true);
+  if (!srv) return -1;
+  reader_t *r = (reader_t *)1;
+  writer_t *w = (writer_t *)1;
+  /* An untrusted certificate, then a name it does not carry. */
+  CHECK_RC(connect_tls(c, c->bad, "localhost", &r, &w), ASYNCIO_ESSLCERTVERIFY);
+  CHECK(r == NULL && w == NULL);
+  CHECK_RC(connect_tls(c, c->cctx, "example.com", &r, &w), ASYNCIO_ESSLCERTVERIFY);
+  /* The server goes on serving. */
+  CHECK_RC(connect_tls(c, c->cctx, "localhost", &r, &w), 0);
+  if (w) {
+    CHECK_RC(asyncio_stream_write(w, "x\n", 2), 0);
+    const char *line;
+    CHECK(asyncio_stream_readline(r, &line) == 2);
+    pair_close(r, w, -1);
+  }
+  WAIT_UNTIL(c->handlers == 1);
+  unserve(srv);
+  return 0;
+}
+
+TEST(streams_verify_failures) {
+  sctx_t c;
+  sctx_init(&c);
+  assert_ok(run_main(refused_main, &c));
+  sctx_free(&c);
+  ASSERT_SOFT();
+}
+
+/* ---- bulk transfer with drain() back-pressure ------------------------------------------- */
+
+#define BIG ((size_t)8 * 1024 * 1024)
+
+/* Reads everything, then sends it all back (reversed roles of flow control). */
+static int bulk_handler(reader_t *r, writer_t *w, void *arg) {
+  sctx_t *c = arg;
+  c->handlers++;
+  uint64_t sum = FNV_INIT;
+  size_t got = 0;
+  char buf[65536];
+  while (got < BIG) {
+    ssize_t n = asyncio_stream_read(r, buf, sizeof buf);
+    if (n <= 0) break;
+    sum = fnv(sum, buf, (size_t)n);
+    got += (size_t)n;
+  }
+  c->big = got;
+  c->got_sum = sum;
+  /* Back the same bytes again, 64 KiB at a time, draining each. */
+  for (size_t off = 0; off < BIG; off += sizeof buf) {
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (char)((off + i) * 131 % 251);
+    int rc = asyncio_stream_write(w, buf, sizeof buf);
+    if (rc == 0) rc = asyncio_stream_drain(w);
+    if (rc) {
+      c->server_rc = rc;
+      break;
+    }
+  }
+  return 0;
+}
+
+static int bulk_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_server_t *srv = serve(c, bulk_handler, true);
+  if (!srv) return -1;
+  reader_t *r;
+  writer_t *w;
+  CHECK_RC(connect_tls(c, c->cctx, "localhost", &r, &w), 0);
+  if (!w) return -1;
+  static char buf[65536];
+  uint64_t sum = FNV_INIT;
+  size_t max_buffered = 0;
+  for (size_t off = 0; off < BIG; off += sizeof buf) {
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (char)((off + i) * 131 % 251);
+    sum = fnv(sum, buf, sizeof buf);
+    CHECK_RC(asyncio_stream_write(w, buf, sizeof buf), 0);
+    size_t b = asyncio_transport_get_write_buffer_size(asyncio_stream_transport(w));
+    if (b > max_buffered) max_buffered = b;
+    CHECK_RC(asyncio_stream_drain(w), 0);
+  }
+  /* drain() kept the TLS write buffer near its 512 KiB high-water mark. */
+  CHECK(max_buffered <= (size_t)512 * 1024 + sizeof buf);
+  size_t got = 0;
+  uint64_t back = FNV_INIT;
+  while (got < BIG) {
+    ssize_t n = asyncio_stream_read(r, buf, sizeof buf);
+    if (n <= 0) break;
+    back = fnv(back, buf, (size_t)n);
+    got += (size_t)n;
+  }
+  CHECK(got == BIG);
+  CHECK(back == sum);
+  CHECK(c->big == BIG && c->got_sum == sum);
+  CHECK(c->server_rc == 0);
+  pair_close(r, w, -1);
+  unserve(srv);
+  return 0;
+}
+
+TEST(streams_bulk_both_ways) {
+  sctx_t c;
+  sctx_init(&c);
+  assert_ok(run_main(bulk_main, &c));
+  sctx_free(&c);
+  ASSERT_SOFT();
+}
+
+/* ---- StreamWriter.start_tls ------------------------------------------------------------- */
+
+/* STARTTLS: a plaintext command, an answer, then both ends upgrade. */
+static int starttls_handler(reader_t *r, writer_t *w, void *arg) {
+  sctx_t *c = arg;
+  c->handlers++;
+  const char *line;
+  ssize_t n = asyncio_stream_readline(r, &line);
+  CHECK(n == 9 && line && memcmp(line, "STARTTLS\n", 9) == 0);
+  CHECK_RC(asyncio_stream_write(w, "OK\n", 3), 0);
+  asyncio_start_tls_options_t o = {.server_side = false}; /* derived: this is the server */
+  c->upgrade_rc = asyncio_stream_start_tls(w, c->sctx, &o);
+  if (c->upgrade_rc) return 0;
+  CHECK(asyncio_transport_get_ssl_object(asyncio_stream_transport(w)) != NULL);
+  n = asyncio_stream_readline(r, &line);
+  CHECK(n == 7 && line && memcmp(line, "secret\n", 7) == 0);
+  CHECK_RC(asyncio_stream_write(w, "sealed\n", 7), 0);
+  CHECK_RC(asyncio_stream_drain(w), 0);
+  n = asyncio_stream_readline(r, &line); /* the client's close_notify */
+  c->server_rc = (int)n;
+  return 0;
+}
+
+static int starttls_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_server_t *srv = serve(c, starttls_handler, false);
+  if (!srv) return -1;
+  reader_t *r;
+  writer_t *w;
+  CHECK_RC(asyncio_open_connection("127.0.0.1", c->port, NULL, &r, &w), 0);
+  if (!w) return -1;
+  asyncio_transport_t *plain = asyncio_stream_transport(w);
+  CHECK(asyncio_transport_get_ssl_object(plain) == NULL);
+  CHECK_RC(asyncio_stream_write(w, "STARTTLS\n", 9), 0);
+  const char *line;
+  CHECK(asyncio_stream_readline(r, &line) == 3);
+  CHECK_RC(asyncio_stream_start_tls(w, NULL, NULL), -EINVAL);
+  asyncio_start_tls_options_t o = {.server_hostname = "localhost"};
+  CHECK_RC(asyncio_stream_start_tls(w, c->cctx, &o), 0);
+  asyncio_transport_t *t = asyncio_stream_transport(w);
+  CHECK(t != plain && asyncio_transport_get_ssl_object(t) != NULL);
+  CHECK_RC(asyncio_stream_write(w, "secret\n", 7), 0);
+  CHECK(asyncio_stream_readline(r, &line) == 7);
+  if (line) CHECK(memcmp(line, "sealed\n", 7) == 0);
+  CHECK_RC(asyncio_stream_close(w), 0);
+  CHECK_RC(asyncio_stream_wait_closed(w), 0);
+  WAIT_UNTIL(c->handlers == 1 && c->upgrade_rc == 0 && c->server_rc == 0);
+  pair_close(r, w, -1);
+  unserve(srv);
+  return 0;
+}
+
+TEST(start_tls_upgrade) {
+  sctx_t c;
+  sctx_init(&c);
+  assert_ok(run_main(starttls_main, &c));
+  sctx_free(&c);
+  ASSERT_SOFT();
+}
+
+/* The client does not trust the server: both upgrades fail, the streams end. */
+static int starttls_bad_main(void *arg) {
+  sctx_t *c = arg;
+  c->upgrade_rc = 1;
+  asyncio_server_t *srv = serve(c, starttls_handler, false);
+  if (!srv) return -1;
+  reader_t *r;
+  writer_t *w;
+  CHECK_RC(asyncio_open_connection("127.0.0.1", c->port, NULL, &r, &w), 0);
+  if (!w) return -1;
+  CHECK_RC(asyncio_stream_write(w, "STARTTLS\n", 9), 0);
+  const char *line;
+  CHECK(asyncio_stream_readline(r, &line) == 3);
+  asyncio_start_tls_options_t o = {.server_hostname = "localhost"};
+  CHECK_RC(asyncio_stream_start_tls(w, c->bad, &o), ASYNCIO_ESSLCERTVERIFY);
+  /* The connection ended with that error; the stream says so, and nothing is left over. */
+  CHECK_RC(asyncio_stream_wait_closed(w), ASYNCIO_ESSLCERTVERIFY);
+  CHECK(asyncio_stream_transport(w) == NULL);
+  WAIT_UNTIL(c->handlers == 1 && c->upgrade_rc != 1);
+  CHECK(c->upgrade_rc < 0);
+  pair_close(r, w, -1);
+  unserve(srv);
+  return 0;
+}
+
+TEST(start_tls_refused) {
+  sctx_t c;
+  sctx_init(&c);
+  assert_ok(run_main(starttls_bad_main, &c));
+  sctx_free(&c);
+  ASSERT_SOFT();
+}
+
+/* start_tls while another task waits on the reader: refused. */
+static int waiting_reader(void *arg) {
+  reader_t *r = arg;
+  char b[8];
+  return (int)asyncio_stream_read(r, b, sizeof b);
+}
+
+static int busy_main(void *arg) {
+  sctx_t *c = arg;
+  (void)c;
+  reader_t *r;
+  writer_t *w;
+  int raw;
+  CHECK_RC(pair_open(0, &r, &w, &raw), 0);
+  if (!w) return -1;
+  asyncio_task_t *t;
+  CHECK_RC(asyncio_create_task(&t, waiting_reader, r, NULL), 0);
+  CHECK_RC(asyncio_sleep(0), 0);
+  CHECK_RC(asyncio_stream_start_tls(w, c->cctx, NULL), ASYNCIO_EINVALIDSTATE);
+  asyncio_task_cancel(t, NULL);
+  CHECK_RC(asyncio_await(t, NULL), -ECANCELED);
+  asyncio_task_free(t);
+  pair_close(r, w, raw);
+  return 0;
+}
+
+TEST(start_tls_reader_busy) {
+  sctx_t c;
+  sctx_init(&c);
+  assert_ok(run_main(busy_main, &c));
+  sctx_free(&c);
+  ASSERT_SOFT();
+}
