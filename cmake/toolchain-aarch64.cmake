@@ -25,6 +25,12 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY BOTH)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 
+# pkg-config (a host program) must describe the target's libraries: CMake's
+# FindOpenSSL takes its answer as a hint that beats the search paths, and the
+# host's answer is the x86-64 libssl.
+set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/${ASYNCIO_CROSS_TRIPLE}/pkgconfig:/usr/share/pkgconfig)
+set(ENV{PKG_CONFIG_PATH} "")
+
 # Run target programs under qemu-user.  The dynamic loader and libc must come
 # from the same glibc build: the loader in the cross toolchain's sysroot
 # (/usr/aarch64-linux-gnu, libc6-arm64-cross) paired with the multiarch libc
