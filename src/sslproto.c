@@ -81,7 +81,7 @@ typedef struct asyncio__tls {
   int lost_error;
   uint8_t wrapped; /* the handshake succeeded once */
   uint8_t upgrade; /* start_tls: the app protocol saw connection_made on the old transport */
-  asyncio_protocol_factory_fn factory; /* the application's, called by tls_factory */
+  asyncio_protocol_factory_fn factory; /* the application's, called once the handshake is done */
   void *factory_arg;
   tchunk_t *bhead, *btail; /* plaintext not yet given to SSL_write */
   size_t bsize;
@@ -151,10 +151,6 @@ static void wakeup_waiter(asyncio__tls_t *tls, int err) {
 
 /* ---- scheduling ------------------------------------------------------------------------ */
 
-typedef struct {
-  void (*fn)(asyncio__tls_t *tls);
-} tls_cb_t;
-
 static void cb_resume(void *arg);
 static void cb_close_under(void *arg);
 
@@ -179,14 +175,13 @@ static size_t write_buffer_size(const asyncio__tls_t *tls) {
 static void control_app_writing(asyncio__tls_t *tls) {
   asyncio_transport_t *a = tls->app;
   size_t size = write_buffer_size(tls);
+  int live = tls->app_state == A_CON_MADE || tls->app_state == A_EOF;
   if (size >= a->high && !a->proto_paused) {
     a->proto_paused = 1;
-    if (a->proto && a->proto->pause_writing && tls->app_state != A_CON_LOST)
-      a->proto->pause_writing(a, a->inst);
+    if (live && a->proto && a->proto->pause_writing) a->proto->pause_writing(a, a->inst);
   } else if (size <= a->low && a->proto_paused) {
     a->proto_paused = 0;
-    if (a->proto && a->proto->resume_writing && tls->app_state != A_CON_LOST)
-      a->proto->resume_writing(a, a->inst);
+    if (live && a->proto && a->proto->resume_writing) a->proto->resume_writing(a, a->inst);
     if (a->sf) asyncio__transport_sf_notify(a, 0);
   }
 }
@@ -484,8 +479,31 @@ static void on_handshake_complete(asyncio__tls_t *tls, int err) {
   tls->state = S_WRAPPED;
   tls->wrapped = 1;
   if (tls->app_state == A_INIT) {
-    tls->app_state = A_CON_MADE;
     asyncio_transport_t *a = tls->app;
+    /*
+     * The application's protocol is made now, not before the handshake as
+     * Python makes it: a handshake that fails then leaves no instance that
+     * would never hear of its connection (a stream would leak).
+     */
+    const asyncio_protocol_t *proto = NULL;
+    void *pinst = NULL;
+    int rc = tls->factory(tls->factory_arg, &proto, &pinst);
+    if (rc >= 0 && !proto) rc = -EINVAL;
+    if (rc < 0) {
+      tls->state = S_UNWRAPPED;
+      if (tls->server_side) {
+        asyncio_error_context_t c = {0};
+        c.message = "Error on transport creation for incoming connection";
+        c.error = rc;
+        asyncio_loop_call_exception_handler(tls->loop, &c);
+      }
+      fatal_error(tls, rc);
+      wakeup_waiter(tls, rc);
+      return;
+    }
+    a->proto = proto;
+    a->inst = pinst;
+    tls->app_state = A_CON_MADE;
     a->started = 1;
     if (a->proto && a->proto->connection_made) a->proto->connection_made(a, a->inst);
   }
@@ -747,22 +765,8 @@ static const asyncio_protocol_t tls_protocol = {
     .eof_received = under_eof_received,
 };
 
-/*
- * The factory `under` is made with.  It calls the application's factory
- * (tls_new kept it): transport_new calls its factory last, so a refusal or
- * a failure before it leaves nothing behind on either side.
- */
+/* The factory `under` is made with (the application's runs after the handshake). */
 static int tls_factory(void *arg, const asyncio_protocol_t **p, void **inst) {
-  asyncio__tls_t *tls = arg;
-  if (tls->factory) {
-    const asyncio_protocol_t *proto = NULL;
-    void *pinst = NULL;
-    int rc = tls->factory(tls->factory_arg, &proto, &pinst);
-    if (rc >= 0 && !proto) rc = -EINVAL;
-    if (rc < 0) return rc;
-    tls->app->proto = proto;
-    tls->app->inst = pinst;
-  }
   *p = &tls_protocol;
   *inst = arg;
   return 0;
@@ -809,8 +813,7 @@ void asyncio__tls_force_close(asyncio_transport_t *app, int err) {
 
 ASYNCIO_API struct ssl_st *asyncio_transport_get_ssl_object(const asyncio_transport_t *t) {
   if (!t || t->kind != ASYNCIO__TK_TLS || !t->tls) return NULL;
-  const asyncio__tls_t *tls = t->tls;
-  return tls->app_state != A_INIT && tls->state != S_DO_HANDSHAKE ? tls->ssl : NULL;
+  return t->tls->wrapped ? t->tls->ssl : NULL;
 }
 
 ASYNCIO_API struct ssl_ctx_st *asyncio_transport_get_sslcontext(const asyncio_transport_t *t) {
@@ -864,8 +867,8 @@ static int is_ip_literal(const char *s) {
 
 /*
  * The object, with its app transport and SSL, before any transport exists.
- * app_proto NULL: the factory gives it (called here, as Python calls
- * protocol_factory() before making the transport).
+ * With a factory, the app protocol comes from it once the handshake is
+ * done; without, it is app_proto / app_inst, already connected (start_tls).
  */
 static int tls_new(asyncio_loop_t *loop, const asyncio__tls_params_t *p,
                    asyncio_protocol_factory_fn factory, void *factory_arg,

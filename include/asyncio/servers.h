@@ -74,8 +74,8 @@ typedef struct asyncio_server_options {
   /*
    * TLS (ssl=, asyncio/sslproto.h): an OpenSSL server context (SSL_CTX *,
    * with its certificate and key loaded); NULL = plain.  Each accepted
-   * connection does the handshake before the factory's protocol gets
-   * connection_made.  The timeouts are seconds (with ssl only, else
+   * connection does the handshake before the factory is called (a failed
+   * one never calls it).  The timeouts are seconds (with ssl only, else
    * -EINVAL); 0 = 60 s / 30 s; negative or NaN: -EINVAL.
    */
   struct ssl_ctx_st *ssl;

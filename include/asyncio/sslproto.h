@@ -14,8 +14,11 @@
  *
  * Where TLS is asked for (the ssl fields of asyncio_connection_options_t and
  * asyncio_server_options_t, and the calls below):
- *   - the handshake runs first; the protocol's connection_made comes after
- *     it succeeded, and create_connection / open_connection return then.
+ *   - the handshake runs first; the protocol factory is called once it
+ *     succeeded, then connection_made, and create_connection /
+ *     open_connection return after that (Python calls the factory before
+ *     the handshake; here a failed handshake leaves no protocol instance
+ *     that would never hear of its connection).
  *     A failed handshake ends the connection without any protocol callback:
  *     the creating call returns ASYNCIO_ESSLCERTVERIFY (the peer's
  *     certificate did not verify, or did not match server_hostname:
