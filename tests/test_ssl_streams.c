@@ -353,3 +353,38 @@ TEST(start_tls_reader_busy) {
   sctx_free(&c);
   ASSERT_SOFT();
 }
+
+/* ---- failed handshakes leave nothing behind on the server ----------------------------- */
+
+static int never_called(reader_t *r, writer_t *w, void *arg) {
+  sctx_t *c = arg;
+  c->handlers++;
+  return 0;
+}
+
+static int failed_handshakes_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_server_t *srv = serve(c, never_called, true);
+  if (!srv) return -1;
+  reader_t *r;
+  writer_t *w;
+  /* One first, so pools the loop keeps are grown before counting. */
+  CHECK_RC(connect_tls(c, c->bad, "localhost", &r, &w), ASYNCIO_ESSLCERTVERIFY);
+  CHECK_RC(asyncio_sleep(0.01), 0);
+  long base = harness_live_allocs();
+  for (int i = 0; i < 20; i++)
+    CHECK_RC(connect_tls(c, c->bad, "localhost", &r, &w), ASYNCIO_ESSLCERTVERIFY);
+  /* Each server-side connection ends after its client's alert: all memory comes back. */
+  WAIT_UNTIL(harness_live_allocs() <= base);
+  CHECK(c->handlers == 0);
+  unserve(srv);
+  return 0;
+}
+
+TEST(failed_handshakes_leave_nothing) {
+  sctx_t c;
+  sctx_init(&c);
+  assert_ok(run_main(failed_handshakes_main, &c));
+  sctx_free(&c);
+  ASSERT_SOFT();
+}
