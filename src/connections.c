@@ -573,14 +573,24 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
 ASYNCIO_API int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
                                                      asyncio_protocol_factory_fn factory,
                                                      void *factory_arg, int sock,
+                                                     const asyncio_connection_options_t *o,
                                                      asyncio_transport_t **transport,
                                                      void **instance) {
   if (transport) *transport = NULL;
   if (!loop || !factory || !transport) return -EINVAL;
-  if (sock < 0) return -EBADF;
-  int rc = check_task_loop(loop);
+  /* The keywords are ssl= and its timeouts; this end is the TLS server. */
+  if (o && o->server_hostname) return -EINVAL;
+  asyncio__tls_params_t tp;
+  int use_tls;
+  int rc = tls_params(o, "", &tp, &use_tls);
   if (rc) return rc;
-  return wrap_given_sock(loop, sock, 0, NULL, factory, factory_arg, transport, instance);
+  tp.server_side = 1;
+  tp.server_hostname = NULL;
+  if (sock < 0) return -EBADF;
+  rc = check_task_loop(loop);
+  if (rc) return rc;
+  return wrap_given_sock(loop, sock, 0, use_tls ? &tp : NULL, factory, factory_arg, transport,
+                         instance);
 }
 
 ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,

@@ -20,7 +20,7 @@
 static int pair_transport(peer_t *p, asyncio_transport_t **t, int *raw) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
-  int rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, p, sv[0],
+  int rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, p, sv[0], NULL,
                                                 t, NULL);
   if (rc < 0) {
     close(sv[0]);
@@ -221,7 +221,7 @@ static void *foreign_thread(void *arg) {
                                            NULL);
   rc[n++] = asyncio_loop_create_unix_connection(loop, peer_factory, &q, "@nobody", NULL, &out,
                                                 NULL);
-  rc[n++] = asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, w->fd, &out, NULL);
+  rc[n++] = asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, w->fd, NULL, &out, NULL);
   asyncio_datagram_options_t d = {.family = AF_INET};
   rc[n++] = asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &q, &d, &out, NULL);
   asyncio_datagram_options_t du = {.family = AF_UNIX};
@@ -330,7 +330,7 @@ static int other_loop_main(void *arg) {
     CHECK_RC(asyncio_loop_create_unix_connection(other, peer_factory, &q, "@nobody", NULL, &out,
                                                  NULL),
              code);
-    CHECK_RC(asyncio_loop_connect_accepted_socket(other, peer_factory, &q, sv[0], &out, NULL),
+    CHECK_RC(asyncio_loop_connect_accepted_socket(other, peer_factory, &q, sv[0], NULL, &out, NULL),
              code);
     CHECK_RC(asyncio_loop_create_datagram_endpoint(other, dgram_factory, &q, &d, &out, NULL),
              code);
@@ -425,15 +425,15 @@ static int conn_args_main(void *arg) {
   CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &q, NULL, 0, &s, &t, NULL), -EBADF);
   CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &q, NULL, &s, &t, NULL),
            -EBADF);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, s.sock, &t, NULL), -EBADF);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, -1, &t, NULL), -EBADF);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, s.sock, NULL, &t, NULL), -EBADF);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, -1, NULL, &t, NULL), -EBADF);
   int flp = fcntl(pp[0], F_GETFL);
   s.sock = pp[0];
   CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &q, NULL, 0, &s, &t, NULL),
            -ENOTSOCK);
   CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &q, NULL, &s, &t, NULL),
            -ENOTSOCK);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, pp[0], &t, NULL),
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, pp[0], NULL, &t, NULL),
            -ENOTSOCK);
   CHECK(fd_unchanged(pp[0], flp));
   close(pp[0]);
@@ -457,12 +457,12 @@ static int conn_args_main(void *arg) {
   /* connect_accepted_socket: NULL arguments. */
   int sv[2];
   CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(NULL, peer_factory, &q, sv[0], &t, NULL), -EINVAL);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, NULL, &q, sv[0], &t, NULL), -EINVAL);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, sv[0], NULL, NULL),
+  CHECK_RC(asyncio_loop_connect_accepted_socket(NULL, peer_factory, &q, sv[0], NULL, &t, NULL), -EINVAL);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, NULL, &q, sv[0], NULL, &t, NULL), -EINVAL);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, sv[0], NULL, NULL, NULL),
            -EINVAL);
   /* A factory that gives no table refuses the connection: -EINVAL, the socket stays ours. */
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, tableless_factory, NULL, sv[0], &t, NULL),
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, tableless_factory, NULL, sv[0], NULL, &t, NULL),
            -EINVAL);
   s.sock = sv[0];
   CHECK_RC(asyncio_loop_create_connection(loop, tableless_factory, NULL, NULL, 0, &s, &t, NULL),

@@ -11,6 +11,9 @@
 #include "stream_helpers.h"
 #include "tls_helpers.h"
 
+/* Also here: TLS over sockets the caller made (create_connection(sock=),
+ * connect_accepted_socket(ssl=)). */
+
 typedef struct sctx {
   tls_pki_t pki;
   SSL_CTX *sctx, *cctx, *bad;
@@ -385,6 +388,67 @@ TEST(failed_handshakes_leave_nothing) {
   sctx_t c;
   sctx_init(&c);
   assert_ok(run_main(failed_handshakes_main, &c));
+  sctx_free(&c);
+  ASSERT_SOFT();
+}
+
+/* ---- TLS over sockets the caller made: create_connection(sock=) and connect_accepted_socket */
+
+typedef struct sock_side {
+  sctx_t *c;
+  int fd;
+  int rc;
+  peer_t peer;
+  asyncio_transport_t *t;
+} sock_side_t;
+
+static int accepted_side(void *arg) {
+  sock_side_t *s = arg;
+  asyncio_connection_options_t co = {.ssl = s->c->sctx};
+  s->peer.echo = true;
+  s->rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, &s->peer,
+                                               s->fd, &co, &s->t, NULL);
+  return 0;
+}
+
+static int given_sock_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  sock_side_t srv = {.c = c, .fd = sv[1], .rc = 1};
+  asyncio_task_t *task;
+  CHECK_RC(asyncio_create_task(&task, accepted_side, &srv, NULL), 0);
+  /* No host: server_hostname is required with sock=, and refused by the accepting side. */
+  peer_t cli = {0};
+  asyncio_transport_t *t = NULL;
+  asyncio_connection_options_t co = {.sock = sv[0], .use_sock = true, .ssl = c->cctx};
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &cli, NULL, 0, &co, &t, NULL),
+           -EINVAL);
+  asyncio_connection_options_t bad = {.ssl = c->sctx, .server_hostname = "localhost"};
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &cli, sv[1], &bad, &t, NULL),
+           -EINVAL);
+  co.server_hostname = "localhost";
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &cli, NULL, 0, &co, &t, NULL), 0);
+  CHECK_RC(asyncio_await(task, NULL), 0);
+  asyncio_task_free(task);
+  CHECK(srv.rc == 0 && srv.t != NULL && srv.peer.made == 1);
+  if (!t || !srv.t) return -1;
+  CHECK(asyncio_transport_get_ssl_object(srv.t) != NULL);
+  CHECK(SSL_is_server(asyncio_transport_get_ssl_object(srv.t)));
+  CHECK_RC(asyncio_transport_write(t, "ping", 4), 0);
+  WAIT_UNTIL(cli.nrecv == 4);
+  CHECK(memcmp(cli.data, "ping", 4) == 0);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(cli.lost == 1 && srv.peer.lost == 1);
+  CHECK(cli.lost_err == 0 && srv.peer.lost_err == 0 && srv.peer.eofs == 1);
+  return 0;
+}
+
+TEST(tls_over_given_sockets) {
+  sctx_t c;
+  sctx_init(&c);
+  assert_ok(run_main(given_sock_main, &c));
   sctx_free(&c);
   ASSERT_SOFT();
 }

@@ -1223,7 +1223,7 @@ static int sock_main(void *arg) {
   peer_t *other = &c->pool.peers[0];
   other->echo = true;
   other->buffered = true;
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, sv[1], &b, NULL), 0);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, sv[1], NULL, &b, NULL), 0);
   if (!a || !b) return -1;
   CHECK_RC(asyncio_transport_write(a, "abc", 3), 0);
   WAIT_UNTIL(c->cli.nrecv == 3);
@@ -1237,7 +1237,7 @@ static int sock_main(void *arg) {
   CHECK(other->eofs == 1);
   /* Not a stream socket. */
   int d = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, d, &b, NULL), -EINVAL);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, d, NULL, &b, NULL), -EINVAL);
   close(d);
   return 0;
 }
@@ -1345,7 +1345,7 @@ static int nodelay_main(void *arg) {
   CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->pool.peers[1], NULL, 0, &o, &a,
                                           NULL),
            0);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &pb, y, &b, NULL), 0);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &pb, y, NULL, &b, NULL), 0);
   if (!a || !b) return -1;
   CHECK(nodelay(a) && nodelay(b));
   CHECK(fcntl(x, F_GETFL) & O_NONBLOCK); /* made non-blocking, as sock.setblocking(False) */
@@ -1882,7 +1882,7 @@ TEST(injected_short_writes_eintr_and_reset) {
 static int pair_transport(peer_t *p, asyncio_transport_t **t, int *raw) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
-  int rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, p, sv[0],
+  int rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, p, sv[0], NULL,
                                                 t, NULL);
   if (rc < 0) {
     close(sv[0]);

@@ -383,16 +383,20 @@ int asyncio_loop_create_connection(asyncio_loop_t *loop, asyncio_protocol_factor
 
 /*
  * Wraps a connection accepted outside asyncio (loop.connect_accepted_socket(
- * protocol_factory, sock)).  The socket is made non-blocking; on success
- * the transport owns it, on error the caller keeps it.  Suspends until
- * connection_made has run.  Returns as create_connection: -EBADF for a
- * negative or closed descriptor, -ENOTSOCK for one that is no socket,
- * -EINVAL for a socket that is not SOCK_STREAM.
+ * protocol_factory, sock, *, ssl, ssl_handshake_timeout,
+ * ssl_shutdown_timeout)).  options (NULL = defaults) is looked at for
+ * those three only: with ssl (a server context) this end is the TLS server
+ * and the call returns after the handshake; server_hostname must be NULL
+ * (-EINVAL: the server side has none); the other fields are ignored.  The
+ * socket is made non-blocking; on success the transport owns it, on error
+ * the caller keeps it.  Suspends until connection_made has run.  Returns as
+ * create_connection: -EBADF for a negative or closed descriptor, -ENOTSOCK
+ * for one that is no socket, -EINVAL for a socket that is not SOCK_STREAM.
  */
 int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
                                          asyncio_protocol_factory_fn factory, void *factory_arg,
-                                         int sock, asyncio_transport_t **transport,
-                                         void **instance);
+                                         int sock, const asyncio_connection_options_t *options,
+                                         asyncio_transport_t **transport, void **instance);
 
 /*
  * Connects to a Unix stream socket (loop.create_unix_connection(
