@@ -1,5 +1,5 @@
 /*
- * asyncio/sslproto.h - TLS over any stream transport (Python:
+ * asyncio/sslproto.h - TLS over stream socket transports (Python:
  * asyncio.sslproto SSLProtocol / _SSLProtocolTransport, loop.start_tls,
  * ssl.create_default_context).
  *
@@ -42,7 +42,10 @@
  *     delivering plaintext (the socket keeps being read until 256 KiB of
  *     ciphertext are waiting, then it is paused too); get_fd, get_peername
  *     and get_sockname answer for the socket underneath; loop.sendfile
- *     takes its fallback path (read and write);
+ *     takes its fallback path (read and write).  The read-side limits of
+ *     Python's _SSLProtocolTransport (set_read_buffer_limits,
+ *     get_read_buffer_size, extras beyond the transport interface) are not
+ *     offered: the 256 KiB / 64 KiB defaults always apply;
  *   - a server's close_clients / abort_clients act on the socket transports
  *     underneath (no close_notify), as Python's do.
  */
