@@ -51,6 +51,7 @@ async_context_manager
 async_comprehension
 echo_protocol
 echo_streams
+echo_ssl
 getaddrinfo
 getnameinfo
 chat_server --demo
