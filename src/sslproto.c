@@ -515,6 +515,13 @@ static void do_handshake(asyncio__tls_t *tls) {
   ERR_clear_error();
   int r = SSL_do_handshake(tls->ssl);
   if (r == 1) {
+    /*
+     * The last flight (a TLS 1.3 client's Finished, a server's session
+     * tickets) goes out now: do_read after connection_made only flushes
+     * when the app reads, and an app that pauses reading in connection_made
+     * would leave the peer's handshake hanging.
+     */
+    process_outgoing(tls);
     on_handshake_complete(tls, 0);
     return;
   }
