@@ -79,6 +79,151 @@ static void server_done(asyncio_server_t *srv) {
   CHECK_RC(asyncio_server_free(srv), 0);
 }
 
+/* ---- a protocol for bulk transfers, flow control and BufferedProtocol ---------------- */
+
+typedef struct bulk {
+  asyncio_transport_t *t;
+  int made, lost, lost_err, eofs;
+  bool paused;      /* between pause_writing and resume_writing */
+  int npause, nresume;
+  bool alt_bad;     /* pause_writing / resume_writing did not alternate */
+  bool pause_on_made;
+  bool echo;
+  bool close_on_data; /* close() from the first data_received */
+  bool close_on_made; /* close() from connection_made */
+  size_t nrecv;
+  uint64_t sum;
+  bool buffered;    /* BufferedProtocol: get_buffer / buffer_updated */
+  char bbuf[1000];  /* small, so that reads fill it and go on */
+  int nget;
+  bool bad_hint;    /* a hint that is neither -1 nor positive */
+  bool got_hint;    /* a positive hint was given */
+} bulk_t;
+
+static void bk_made(asyncio_transport_t *t, void *u) {
+  bulk_t *b = u;
+  b->t = t;
+  b->made++;
+  b->sum = FNV_INIT;
+  if (b->pause_on_made) CHECK_RC(asyncio_transport_pause_reading(t), 0);
+  if (b->close_on_made) CHECK_RC(asyncio_transport_close(t), 0);
+}
+static void bk_lost(asyncio_transport_t *t, int err, void *u) {
+  bulk_t *b = u;
+  CHECK(b->t == t);
+  b->lost++;
+  b->lost_err = err;
+  b->t = NULL;
+}
+static void bk_pause(asyncio_transport_t *t, void *u) {
+  bulk_t *b = u;
+  if (b->paused) b->alt_bad = true;
+  b->paused = true;
+  b->npause++;
+}
+static void bk_resume(asyncio_transport_t *t, void *u) {
+  bulk_t *b = u;
+  if (!b->paused) b->alt_bad = true;
+  b->paused = false;
+  b->nresume++;
+}
+static void bk_on_data(bulk_t *b, asyncio_transport_t *t, const void *d, size_t n) {
+  CHECK(n > 0);
+  b->nrecv += n;
+  b->sum = fnv(b->sum, d, n);
+  if (b->echo) CHECK_RC(asyncio_transport_write(t, d, n), 0);
+  if (b->close_on_data && !asyncio_transport_is_closing(t)) CHECK_RC(asyncio_transport_close(t), 0);
+}
+static void bk_data(asyncio_transport_t *t, const void *d, size_t n, void *u) {
+  bk_on_data(u, t, d, n);
+}
+static bool bk_eof(asyncio_transport_t *t, void *u) {
+  ((bulk_t *)u)->eofs++;
+  return false;
+}
+static int bk_get_buffer(asyncio_transport_t *t, ssize_t hint, void **buf, size_t *len, void *u) {
+  bulk_t *b = u;
+  b->nget++;
+  if (hint == 0 || hint < -1) b->bad_hint = true;
+  if (hint > 0) b->got_hint = true;
+  *buf = b->bbuf;
+  *len = sizeof b->bbuf;
+  return 0;
+}
+static void bk_updated(asyncio_transport_t *t, size_t n, void *u) {
+  bulk_t *b = u;
+  CHECK(n <= sizeof b->bbuf);
+  bk_on_data(b, t, b->bbuf, n);
+}
+
+static const asyncio_protocol_t bulk_proto = {
+    .connection_made = bk_made,
+    .connection_lost = bk_lost,
+    .pause_writing = bk_pause,
+    .resume_writing = bk_resume,
+    .data_received = bk_data,
+    .eof_received = bk_eof,
+};
+static const asyncio_protocol_t bulk_buffered_proto = {
+    .connection_made = bk_made,
+    .connection_lost = bk_lost,
+    .pause_writing = bk_pause,
+    .resume_writing = bk_resume,
+    .eof_received = bk_eof,
+    .get_buffer = bk_get_buffer,
+    .buffer_updated = bk_updated,
+};
+
+static int bulk_factory(void *arg, const asyncio_protocol_t **proto, void **inst) {
+  bulk_t *b = arg;
+  *proto = b->buffered ? &bulk_buffered_proto : &bulk_proto;
+  *inst = b;
+  return 0;
+}
+
+/* A pseudo-random pattern; any contiguous slice of it is sent. */
+#define PAT_PERIOD ((size_t)1 << 20)
+#define CHUNK ((size_t)200003)
+static unsigned char pattern[PAT_PERIOD + CHUNK];
+
+static void pattern_init(void) {
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i < sizeof pattern; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    pattern[i] = (unsigned char)(x >> 24);
+  }
+}
+
+/*
+ * A writer: `total` bytes of the pattern through b's transport, in chunks,
+ * waiting while the protocol is paused for writing.  Records the checksum
+ * of what it wrote and the largest write buffer it saw.
+ */
+typedef struct bwriter {
+  bulk_t *b;
+  size_t total, sent, maxbuf;
+  uint64_t sum;
+} bwriter_t;
+
+static int writer_task(void *arg) {
+  bwriter_t *w = arg;
+  w->sum = FNV_INIT;
+  while (w->sent < w->total) {
+    WAIT_UNTIL(!w->b->paused || w->b->lost);
+    if (w->b->lost) return -EPIPE;
+    size_t n = w->total - w->sent < CHUNK ? w->total - w->sent : CHUNK;
+    const unsigned char *p = pattern + (w->sent % PAT_PERIOD);
+    CHECK_RC(asyncio_transport_write(w->b->t, p, n), 0);
+    w->sum = fnv(w->sum, p, n);
+    w->sent += n;
+    size_t sz = asyncio_transport_get_write_buffer_size(w->b->t);
+    if (sz > w->maxbuf) w->maxbuf = sz;
+  }
+  return 0;
+}
+
 /* ---- child processes (openssl s_server / s_client) ------------------------------------- */
 
 typedef struct child {
@@ -491,4 +636,498 @@ static int hs_server_drop_main(void *arg) {
   return 0;
 }
 TEST(handshake_server_drops_plain_clients) { run_tls(hs_server_drop_main); }
+
+/* ---- 5. shutdown -------------------------------------------------------------------- */
+
+/*
+ * close() on either side: close_notify both ways, then each protocol gets
+ * eof_received once (the closing side when the answer comes, as Python's
+ * _do_shutdown calls _call_eof_received) and connection_lost(0).
+ */
+static int close_main(void *arg) {
+  tctx_t *c = arg;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  for (int side = 0; side < 2; side++) {
+    peer_t cl = {0};
+    asyncio_transport_t *t = NULL;
+    CHECK_RC(tls_connect(c->cctx, "localhost", &cl, port, &t), 0);
+    if (!t) break;
+    WAIT_UNTIL(c->pool.n == side + 1 && c->pool.peers[side].made == 1);
+    peer_t *sp = &c->pool.peers[side];
+    asyncio_transport_t *closer = side == 0 ? t : sp->t;
+    CHECK_RC(asyncio_transport_close(closer), 0);
+    CHECK(asyncio_transport_is_closing(closer));
+    /* Writes after close are dropped quietly (Python only logs them). */
+    CHECK_RC(asyncio_transport_write(closer, "dropped", 7), 0);
+    WAIT_UNTIL(cl.lost == 1 && sp->lost == 1);
+    CHECK(cl.lost_err == 0 && sp->lost_err == 0);
+    CHECK(cl.eofs == 1 && sp->eofs == 1);
+    CHECK(cl.nrecv == 0 && sp->nrecv == 0);
+  }
+  server_done(srv);
+  return 0;
+}
+TEST(close_notify_both_ways) { run_tls(close_main); }
+
+/*
+ * A peer that never answers close_notify (its app protocol paused reading,
+ * so the record waits unread): connection_lost(-ETIMEDOUT) after
+ * ssl_shutdown_timeout.  Resumed, the peer then reads the close_notify
+ * and ends cleanly too.
+ */
+static int shutdown_timeout_main(void *arg) {
+  tctx_t *c = arg;
+  c->pool.tmpl.pause_on_made = true;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  asyncio_connection_options_t co = {
+      .ssl = c->cctx, .server_hostname = "localhost", .ssl_shutdown_timeout = 0.2};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(asyncio_get_running_loop(), peer_factory, &c->cli,
+                                          "127.0.0.1", port, &co, &t, NULL),
+           0);
+  if (!t) return -1;
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made == 1);
+  peer_t *sp = &c->pool.peers[0];
+  CHECK_RC(asyncio_transport_write(t, "late", 4), 0);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == -ETIMEDOUT);
+  CHECK(sp->nrecv == 0 && sp->lost == 0);
+  CHECK_RC(asyncio_transport_resume_reading(sp->t), 0);
+  WAIT_UNTIL(sp->lost == 1);
+  CHECK(sp->nrecv == 4 && memcmp(sp->data, "late", 4) == 0);
+  CHECK(sp->eofs == 1);
+  CHECK(sp->lost_err == 0);
+  server_done(srv);
+  return 0;
+}
+TEST(shutdown_timeout) { run_tls(shutdown_timeout_main); }
+
+/*
+ * abort(): connection_lost(0) at once, without close_notify or any wait
+ * (the shutdown timeout is the default 30 s and the peer never answers),
+ * also while a close() is waiting for the peer.
+ */
+static int abort_main(void *arg) {
+  tctx_t *c = arg;
+  c->pool.tmpl.pause_on_made = true;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  for (int i = 0; i < 2; i++) {
+    peer_t cl = {0};
+    asyncio_transport_t *t = NULL;
+    CHECK_RC(tls_connect(c->cctx, "localhost", &cl, port, &t), 0);
+    if (!t) break;
+    WAIT_UNTIL(c->pool.n == i + 1 && c->pool.peers[i].made == 1);
+    CHECK_RC(asyncio_transport_write(t, "gone", 4), 0);
+    if (i == 1) {
+      CHECK_RC(asyncio_transport_close(t), 0);
+      for (int k = 0; k < 5; k++) CHECK_RC(asyncio_sleep(0.001), 0);
+      CHECK(cl.lost == 0); /* waiting for the peer's close_notify */
+    }
+    CHECK_RC(asyncio_transport_abort(t), 0);
+    CHECK(asyncio_transport_is_closing(t));
+    WAIT_UNTIL(cl.lost == 1);
+    CHECK(cl.lost_err == 0 && cl.eofs == 0);
+    /* The peer, resumed, finds the connection gone. */
+    peer_t *sp = &c->pool.peers[i];
+    if (sp->t) CHECK_RC(asyncio_transport_resume_reading(sp->t), 0);
+    WAIT_UNTIL(sp->lost == 1);
+  }
+  server_done(srv);
+  return 0;
+}
+TEST(abort_does_not_wait) { run_tls(abort_main); }
+
+/*
+ * The peer's TCP EOF without close_notify while wrapped (a truncation
+ * Python tolerates): eof_received once, then connection_lost(0).
+ */
+static int tcp_eof_main(void *arg) {
+  tctx_t *c = arg;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(tls_connect(c->cctx, "localhost", &c->cli, port, &t), 0);
+  if (!t) return -1;
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made == 1);
+  peer_t *sp = &c->pool.peers[0];
+  CHECK_RC(asyncio_transport_write(sp->t, "tail", 4), 0);
+  WAIT_UNTIL(c->cli.nrecv == 4);
+  /* Under the TLS layer's feet: FIN without close_notify. */
+  int fd = asyncio_transport_get_fd(sp->t);
+  CHECK(fd >= 0);
+  if (fd >= 0) CHECK(shutdown(fd, SHUT_WR) == 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.eofs == 1 && c->cli.lost_err == 0);
+  CHECK(memcmp(c->cli.data, "tail", 4) == 0);
+  /* The client's side closed the socket: the server ends as well. */
+  WAIT_UNTIL(sp->lost == 1);
+  CHECK(sp->eofs == 1);
+  server_done(srv);
+  return 0;
+}
+TEST(tcp_eof_without_close_notify) { run_tls(tcp_eof_main); }
+
+/*
+ * close() from data_received while more plaintext waits (the read nests:
+ * the flush delivers the rest, from inside close(), as Python's
+ * _do_flush does), and close() from connection_made.
+ */
+typedef struct cdctx {
+  bulk_t srv[2], cli[2];
+} cdctx_t;
+
+static cdctx_t g_cd;
+
+static int close_in_callbacks_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  pattern_init();
+  g_cd.cli[0].close_on_data = true;
+  g_cd.srv[1].close_on_made = true;
+  for (int i = 0; i < 2; i++) {
+    asyncio_server_options_t so = {.ssl = c->sctx};
+    asyncio_server_t *srv = NULL;
+    CHECK_RC(asyncio_loop_create_server(loop, bulk_factory, &g_cd.srv[i], "127.0.0.1", 0, &so,
+                                        &srv),
+             0);
+    if (!srv) return -1;
+    asyncio_connection_options_t co = {.ssl = c->cctx, .server_hostname = "localhost"};
+    asyncio_transport_t *t = NULL;
+    int rc = asyncio_loop_create_connection(loop, bulk_factory, &g_cd.cli[i], "127.0.0.1",
+                                            server_port(srv, 0), &co, &t, NULL);
+    CHECK(rc == 0 || (i == 1 && rc == -ENOTCONN));
+    if (i == 0 && t) {
+      WAIT_UNTIL(g_cd.srv[0].made == 1);
+      /* Several records in one go, so that plaintext is still waiting when close() runs. */
+      CHECK_RC(asyncio_transport_write(g_cd.srv[0].t, pattern, PAT_PERIOD), 0);
+    }
+    WAIT_UNTIL(g_cd.cli[i].lost == 1 && g_cd.srv[i].lost == 1);
+    if (i == 0) {
+      /*
+       * The server was still sending when the close_notify went out: its
+       * later records make OpenSSL's SSL_shutdown fail with "application
+       * data after close notify", as Python's unwrap() raises SSLError
+       * there; the server may then find the socket reset.
+       */
+      CHECK(g_cd.cli[0].lost_err == 0 || g_cd.cli[0].lost_err == ASYNCIO_ESSL);
+      CHECK(g_cd.srv[0].lost_err == 0 || g_cd.srv[0].lost_err == -ECONNRESET ||
+            g_cd.srv[0].lost_err == -EPIPE);
+      CHECK(g_cd.cli[0].eofs <= 1 && g_cd.srv[0].eofs == 1);
+    } else {
+      CHECK(g_cd.cli[1].lost_err == 0 && g_cd.srv[1].lost_err == 0);
+      CHECK(g_cd.cli[1].eofs == 1 && g_cd.srv[1].eofs == 1);
+    }
+    CHECK(g_cd.cli[i].made == 1 && g_cd.srv[i].made == 1);
+    server_done(srv);
+  }
+  CHECK(g_cd.cli[0].nrecv > 0 && g_cd.cli[0].nrecv <= PAT_PERIOD);
+  CHECK(g_cd.cli[0].sum == fnv(FNV_INIT, pattern, g_cd.cli[0].nrecv));
+  return 0;
+}
+
+TEST(close_in_callbacks) {
+  memset(&g_cd, 0, sizeof g_cd);
+  run_tls(close_in_callbacks_main);
+}
+
+/*
+ * A server's close_clients / abort_clients act on the sockets underneath,
+ * without close_notify: the client sees a TCP EOF (eof_received, then
+ * connection_lost(0)), the server's protocols connection_lost.
+ */
+static int close_clients_main(void *arg) {
+  tctx_t *c = arg;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  peer_t cl[2] = {{0}};
+  for (int i = 0; i < 2; i++) {
+    asyncio_transport_t *t = NULL;
+    CHECK_RC(tls_connect(c->cctx, "localhost", &cl[i], port, &t), 0);
+    if (!t) return -1;
+    WAIT_UNTIL(c->pool.n == i + 1 && c->pool.peers[i].made == 1);
+    CHECK_RC(i == 0 ? asyncio_server_close_clients(srv) : asyncio_server_abort_clients(srv), 0);
+    WAIT_UNTIL(cl[i].lost == 1 && c->pool.peers[i].lost == 1);
+    CHECK(cl[i].lost_err == 0 || cl[i].lost_err == -ECONNRESET);
+    CHECK(cl[i].eofs <= 1);
+  }
+  server_done(srv);
+  return 0;
+}
+TEST(server_close_and_abort_clients) { run_tls(close_clients_main); }
+
+/* ---- 6. large transfers and write flow control ------------------------------------------ */
+
+typedef struct bctx {
+  tctx_t *c;
+  bulk_t srv, cli;
+  bwriter_t ws, wc;
+} bctx_t;
+
+static bctx_t g_b;
+
+/* A TLS server with g_b.srv as its (only) protocol, and a client with g_b.cli. */
+static asyncio_server_t *bulk_pair(tctx_t *c) {
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t so = {.ssl = c->sctx};
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, bulk_factory, &g_b.srv, "127.0.0.1", 0, &so, &srv), 0);
+  if (!srv) return NULL;
+  asyncio_connection_options_t co = {.ssl = c->cctx, .server_hostname = "localhost"};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, bulk_factory, &g_b.cli, "127.0.0.1",
+                                          server_port(srv, 0), &co, &t, NULL),
+           0);
+  if (!t) {
+    server_done(srv);
+    return NULL;
+  }
+  for (int i = 0; i < 20000 && !g_b.srv.made; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(g_b.srv.made == 1 && g_b.cli.made == 1);
+  return srv;
+}
+
+static void bulk_close(asyncio_server_t *srv) {
+  if (g_b.cli.t) CHECK_RC(asyncio_transport_close(g_b.cli.t), 0);
+  for (int i = 0; i < 20000 && !(g_b.cli.lost && g_b.srv.lost); i++)
+    CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(g_b.cli.lost == 1 && g_b.srv.lost == 1);
+  CHECK(g_b.cli.lost_err == 0 && g_b.srv.lost_err == 0);
+  server_done(srv);
+}
+
+#define BIG ((size_t)64 << 20)
+
+static int big_main(void *arg) {
+  tctx_t *c = arg;
+  pattern_init();
+  asyncio_server_t *srv = bulk_pair(c);
+  if (!srv) return -1;
+  size_t low = 0, high = 0;
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(g_b.cli.t, &low, &high), 0);
+  CHECK(low == 128 * 1024 && high == 512 * 1024);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(g_b.srv.t, &low, &high), 0);
+  CHECK(low == 128 * 1024 && high == 512 * 1024);
+  g_b.wc = (bwriter_t){.b = &g_b.cli, .total = BIG};
+  g_b.ws = (bwriter_t){.b = &g_b.srv, .total = BIG};
+  asyncio_task_t *tc = NULL, *ts = NULL;
+  CHECK_RC(asyncio_create_task(&tc, writer_task, &g_b.wc, NULL), 0);
+  CHECK_RC(asyncio_create_task(&ts, writer_task, &g_b.ws, NULL), 0);
+  if (tc) CHECK_RC(asyncio_await(tc, NULL), 0);
+  if (ts) CHECK_RC(asyncio_await(ts, NULL), 0);
+  asyncio_task_free(tc);
+  asyncio_task_free(ts);
+  WAIT_UNTIL(g_b.srv.nrecv >= BIG && g_b.cli.nrecv >= BIG);
+  CHECK(g_b.srv.nrecv == BIG && g_b.srv.sum == g_b.wc.sum);
+  CHECK(g_b.cli.nrecv == BIG && g_b.cli.sum == g_b.ws.sum);
+  /* App-level flow control ran and stayed bounded. */
+  CHECK(g_b.cli.npause > 0 && g_b.srv.npause > 0);
+  CHECK(!g_b.cli.alt_bad && !g_b.srv.alt_bad);
+  CHECK(g_b.wc.maxbuf < high + CHUNK && g_b.ws.maxbuf < high + CHUNK);
+  WAIT_UNTIL(asyncio_transport_get_write_buffer_size(g_b.cli.t) == 0 &&
+             asyncio_transport_get_write_buffer_size(g_b.srv.t) == 0);
+  CHECK(g_b.cli.npause == g_b.cli.nresume && g_b.srv.npause == g_b.srv.nresume);
+  bulk_close(srv);
+  return 0;
+}
+
+TEST(large_transfer_both_ways) {
+  memset(&g_b, 0, sizeof g_b);
+  run_tls(big_main);
+}
+
+/* set_write_buffer_limits on the app transport, which may pause or resume at once. */
+static int limits_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_server_t *srv = bulk_pair(c);
+  if (!srv) return -1;
+  asyncio_transport_t *t = g_b.cli.t;
+  size_t low = 0, high = 0;
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 1 << 20, 256 << 10), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 1 << 20 && low == 256 << 10);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, -1, -1), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 512 << 10 && low == 128 << 10);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, -1, 64 << 10), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 256 << 10 && low == 64 << 10);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 100 << 10, -1), 0);
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 100 << 10 && low == 25 << 10);
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 100, 200), -EINVAL);
+  CHECK(g_b.cli.npause == 0);
+  /* high 0 with an empty buffer: size >= high, so pause_writing now ... */
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 0, -1), 0);
+  CHECK(g_b.cli.npause == 1 && g_b.cli.paused);
+  /* ... and back to the defaults: size <= low, so resume_writing now. */
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, -1, -1), 0);
+  CHECK(g_b.cli.nresume == 1 && !g_b.cli.paused);
+  /* A small high-water mark pauses a big write; sending it all resumes. */
+  CHECK_RC(asyncio_transport_set_write_buffer_limits(t, 4096, 1024), 0);
+  size_t total = 0;
+  /* The kernel takes a lot at once: write until the buffer reaches 4 KiB. */
+  for (int i = 0; i < 256 && g_b.cli.npause == 1; i++) {
+    CHECK_RC(asyncio_transport_write(t, pattern, 1 << 20), 0);
+    total += 1 << 20;
+  }
+  CHECK(g_b.cli.npause == 2);
+  CHECK(asyncio_transport_get_write_buffer_size(t) >= 4096);
+  WAIT_UNTIL(g_b.srv.nrecv == total);
+  WAIT_UNTIL(g_b.cli.nresume == 2);
+  CHECK(asyncio_transport_get_write_buffer_size(t) == 0);
+  CHECK(!g_b.cli.alt_bad);
+  bulk_close(srv);
+  return 0;
+}
+
+TEST(write_buffer_limits) {
+  memset(&g_b, 0, sizeof g_b);
+  run_tls(limits_main);
+}
+
+/*
+ * writelines with odd-sized pieces while the peer does not read: once the
+ * socket is full, part of an iovec array is encrypted and the rest kept
+ * (the backlog's skip path).  The stream must arrive intact, in order.
+ */
+static int writelines_main(void *arg) {
+  tctx_t *c = arg;
+  pattern_init();
+  g_b.srv.pause_on_made = true;
+  asyncio_server_t *srv = bulk_pair(c);
+  if (!srv) return -1;
+  asyncio_transport_t *t = g_b.cli.t;
+  uint64_t sum = FNV_INIT;
+  size_t total = 0, off = 0;
+  for (int i = 0; i < 400 && g_b.cli.npause < 3; i++) {
+    struct iovec v[4];
+    size_t sizes[4] = {1, 70001, 3, 131071 + (size_t)i};
+    for (int k = 0; k < 4; k++) {
+      v[k].iov_base = pattern + off;
+      v[k].iov_len = sizes[k];
+      sum = fnv(sum, pattern + off, sizes[k]);
+      total += sizes[k];
+      off = (off + sizes[k]) % PAT_PERIOD;
+    }
+    CHECK_RC(asyncio_transport_writelines(t, v, 4), 0);
+    if (g_b.cli.npause == 1 && g_b.cli.paused && i % 7 == 0) {
+      /* Let some go, so that pause and resume come several times. */
+      CHECK_RC(asyncio_transport_resume_reading(g_b.srv.t), 0);
+      WAIT_UNTIL(!g_b.cli.paused);
+      CHECK_RC(asyncio_transport_pause_reading(g_b.srv.t), 0);
+    }
+  }
+  CHECK(g_b.cli.npause >= 2);
+  CHECK_RC(asyncio_transport_resume_reading(g_b.srv.t), 0);
+  WAIT_UNTIL(g_b.srv.nrecv >= total);
+  CHECK(g_b.srv.nrecv == total && g_b.srv.sum == sum);
+  CHECK(!g_b.cli.alt_bad);
+  bulk_close(srv);
+  return 0;
+}
+
+TEST(writelines_partial) {
+  memset(&g_b, 0, sizeof g_b);
+  run_tls(writelines_main);
+}
+
+/* ---- 7. reading flow control ----------------------------------------------------------- */
+
+static int fionread(int fd) {
+  int n = 0;
+  return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
+}
+
+static size_t in_pending(asyncio_transport_t *t) {
+  SSL *ssl = asyncio_transport_get_ssl_object(t);
+  return ssl ? BIO_ctrl_pending(SSL_get_rbio(ssl)) : 0;
+}
+
+/*
+ * While the app is paused the ciphertext collects until ~256 KiB wait,
+ * then the socket is not read any more (its receive queue fills instead);
+ * nothing reaches data_received; resumed, all of it arrives in order.
+ */
+static int read_pause_check(asyncio_transport_t *t, size_t nrecv_then) {
+  WAIT_UNTIL(in_pending(t) >= 256 * 1024);
+  int fd = asyncio_transport_get_fd(t);
+  WAIT_UNTIL(fionread(fd) > 0);
+  for (int i = 0; i < 30; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(fionread(fd) > 0);                     /* data is there, ... */
+  CHECK(in_pending(t) < 512 * 1024);          /* ... but the socket stays paused */
+  CHECK(g_b.cli.nrecv == nrecv_then);
+  CHECK(!asyncio_transport_is_reading(t));
+  return 0;
+}
+
+static int read_flow_main(void *arg) {
+  tctx_t *c = arg;
+  pattern_init();
+  g_b.cli.pause_on_made = true;
+  asyncio_server_t *srv = bulk_pair(c);
+  if (!srv) return -1;
+  asyncio_transport_t *t = g_b.cli.t;
+  g_b.ws = (bwriter_t){.b = &g_b.srv, .total = (size_t)12 << 20};
+  asyncio_task_t *ts = NULL;
+  CHECK_RC(asyncio_create_task(&ts, writer_task, &g_b.ws, NULL), 0);
+  read_pause_check(t, 0);
+  CHECK(g_b.cli.nrecv == 0);
+  /* Resume, then pause again from data_received in the middle of the stream. */
+  g_b.cli.pause_on_made = false;
+  CHECK_RC(asyncio_transport_resume_reading(t), 0);
+  WAIT_UNTIL(g_b.cli.nrecv >= (size_t)3 << 20);
+  CHECK_RC(asyncio_transport_pause_reading(t), 0);
+  size_t at = g_b.cli.nrecv;
+  read_pause_check(t, at);
+  CHECK_RC(asyncio_transport_resume_reading(t), 0);
+  if (ts) CHECK_RC(asyncio_await(ts, NULL), 0);
+  asyncio_task_free(ts);
+  WAIT_UNTIL(g_b.cli.nrecv >= g_b.ws.total);
+  CHECK(g_b.cli.nrecv == g_b.ws.total && g_b.cli.sum == g_b.ws.sum);
+  CHECK(asyncio_transport_is_reading(t));
+  bulk_close(srv);
+  return 0;
+}
+
+TEST(read_flow_control) {
+  memset(&g_b, 0, sizeof g_b);
+  run_tls(read_flow_main);
+}
+
+/* ---- 8. BufferedProtocol over TLS ------------------------------------------------------ */
+
+static int buffered_main(void *arg) {
+  tctx_t *c = arg;
+  pattern_init();
+  g_b.cli.buffered = g_b.srv.buffered = true;
+  g_b.srv.echo = true;
+  asyncio_server_t *srv = bulk_pair(c);
+  if (!srv) return -1;
+  size_t n = PAT_PERIOD + 17;
+  CHECK_RC(asyncio_transport_write(g_b.cli.t, pattern, n), 0);
+  uint64_t sum = fnv(FNV_INIT, pattern, n);
+  WAIT_UNTIL(g_b.cli.nrecv >= n);
+  CHECK(g_b.srv.nrecv == n && g_b.srv.sum == sum);
+  CHECK(g_b.cli.nrecv == n && g_b.cli.sum == sum);
+  CHECK(g_b.cli.nget > 0 && g_b.srv.nget > 0);
+  CHECK(!g_b.cli.bad_hint && !g_b.srv.bad_hint);
+  CHECK(g_b.cli.got_hint && g_b.srv.got_hint);
+  bulk_close(srv);
+  CHECK(g_b.cli.eofs == 1 && g_b.srv.eofs == 1);
+  return 0;
+}
+
+TEST(buffered_protocol) {
+  memset(&g_b, 0, sizeof g_b);
+  run_tls(buffered_main);
+}
 
