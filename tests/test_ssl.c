@@ -1131,3 +1131,713 @@ TEST(buffered_protocol) {
   run_tls(buffered_main);
 }
 
+/* ---- 9. argument errors ------------------------------------------------------------------ */
+
+static int args_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  peer_t p = {0};
+  asyncio_transport_t *t = NULL;
+  int port = 9; /* never reached: every call below is refused before connecting */
+  const asyncio_connection_options_t bad_co[] = {
+      {.server_hostname = "localhost"},          /* without ssl */
+      {.ssl_handshake_timeout = 1},
+      {.ssl_shutdown_timeout = 1},
+      {.ssl = c->cctx, .ssl_handshake_timeout = -1},
+      {.ssl = c->cctx, .ssl_handshake_timeout = NAN},
+      {.ssl = c->cctx, .ssl_shutdown_timeout = -0.5},
+      {.ssl = c->cctx, .ssl_shutdown_timeout = NAN},
+  };
+  for (size_t i = 0; i < sizeof bad_co / sizeof bad_co[0]; i++) {
+    CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &p, "127.0.0.1", port, &bad_co[i],
+                                            &t, NULL),
+             -EINVAL);
+    CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &p, "/nonexistent/sock",
+                                                 &bad_co[i], &t, NULL),
+             -EINVAL);
+  }
+  /* ssl without a host: server_hostname is required. */
+  asyncio_connection_options_t nohost = {.ssl = c->cctx};
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &p, NULL, port, &nohost, &t, NULL),
+           -EINVAL);
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &p, "/nonexistent/sock", &nohost,
+                                               &t, NULL),
+           -EINVAL);
+  CHECK(t == NULL && p.made == 0);
+
+  const asyncio_server_options_t bad_so[] = {
+      {.ssl_handshake_timeout = 1},
+      {.ssl_shutdown_timeout = 1},
+      {.ssl = c->sctx, .ssl_handshake_timeout = -1},
+      {.ssl = c->sctx, .ssl_handshake_timeout = NAN},
+      {.ssl = c->sctx, .ssl_shutdown_timeout = -1},
+      {.ssl = c->sctx, .ssl_shutdown_timeout = NAN},
+  };
+  for (size_t i = 0; i < sizeof bad_so / sizeof bad_so[0]; i++) {
+    asyncio_server_t *srv = NULL;
+    CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &bad_so[i],
+                                        &srv),
+             -EINVAL);
+    CHECK(srv == NULL);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/asyncio-ssl-args-%d.sock", (int)getpid());
+    CHECK_RC(asyncio_loop_create_unix_server(loop, pool_factory, &c->pool, path, &bad_so[i], &srv),
+             -EINVAL);
+    CHECK(srv == NULL && access(path, F_OK) != 0);
+  }
+
+  /* start_tls */
+  asyncio_start_tls_options_t so = {.server_side = true};
+  asyncio_transport_t *out = (asyncio_transport_t *)&p; /* must be cleared */
+  CHECK_RC(asyncio_loop_start_tls(loop, NULL, c->cctx, NULL, &out), -EINVAL);
+  CHECK(out == NULL);
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &srv), 0);
+  if (!srv) return -1;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &p, "127.0.0.1", server_port(srv, 0),
+                                          NULL, &t, NULL),
+           0);
+  if (t) {
+    CHECK_RC(asyncio_loop_start_tls(loop, t, NULL, NULL, &out), -EINVAL);
+    CHECK_RC(asyncio_loop_start_tls(loop, t, c->cctx, NULL, NULL), -EINVAL);
+    CHECK_RC(asyncio_loop_start_tls(NULL, t, c->cctx, NULL, &out), -EINVAL);
+    asyncio_start_tls_options_t neg = {.ssl_handshake_timeout = -1};
+    CHECK_RC(asyncio_loop_start_tls(loop, t, c->cctx, &neg, &out), -EINVAL);
+    asyncio_start_tls_options_t nan_ = {.ssl_shutdown_timeout = NAN};
+    CHECK_RC(asyncio_loop_start_tls(loop, t, c->cctx, &nan_, &out), -EINVAL);
+    /* server_hostname with server_side (the header's contract). */
+    asyncio_start_tls_options_t both = {.server_side = true, .server_hostname = "localhost"};
+    CHECK_RC(asyncio_loop_start_tls(loop, t, c->sctx, &both, &out), -EINVAL);
+    CHECK(p.lost == 0 && !asyncio_transport_is_closing(t)); /* refused: left alone */
+    /* A closed transport. */
+    CHECK_RC(asyncio_transport_close(t), 0);
+    CHECK_RC(asyncio_loop_start_tls(loop, t, c->sctx, &so, &out), -EINVAL);
+    CHECK(out == NULL);
+    WAIT_UNTIL(p.lost == 1);
+  }
+  /* A datagram transport. */
+  peer_t d = {0};
+  asyncio_datagram_options_t dopt = {.local_host = "127.0.0.1"};
+  asyncio_transport_t *dt = NULL;
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &d, &dopt, &dt, NULL), 0);
+  if (dt) {
+    CHECK_RC(asyncio_loop_start_tls(loop, dt, c->cctx, NULL, &out), -EINVAL);
+    CHECK(out == NULL && !asyncio_transport_is_closing(dt));
+    CHECK_RC(asyncio_transport_close(dt), 0);
+    WAIT_UNTIL(d.lost == 1);
+  }
+  server_done(srv);
+
+  /* create_default_context */
+  SSL_CTX *ctx = (SSL_CTX *)&p;
+  CHECK_RC(asyncio_ssl_create_default_context(7, NULL, NULL, &ctx), -EINVAL);
+  CHECK(ctx == NULL);
+  CHECK_RC(asyncio_ssl_create_default_context(-1, NULL, NULL, &ctx), -EINVAL);
+  CHECK_RC(asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_SERVER_AUTH, NULL, NULL, NULL),
+           -EINVAL);
+  ctx = (SSL_CTX *)&p;
+  CHECK_RC(asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_SERVER_AUTH,
+                                              "/nonexistent/ca.pem", NULL, &ctx),
+           ASYNCIO_ESSL);
+  CHECK(ctx == NULL);
+  CHECK_RC(asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_CLIENT_AUTH,
+                                              "/nonexistent/ca.pem", NULL, &ctx),
+           ASYNCIO_ESSL);
+  CHECK(ctx == NULL);
+  CHECK(ERR_peek_error() == 0); /* OpenSSL's error queue left clean */
+  return 0;
+}
+TEST(argument_errors) { run_tls(args_main); }
+
+/*
+ * TLS over a Unix socket end to end (server_hostname is required there),
+ * with a client context made from a CA file.
+ */
+static int unix_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  char path[128];
+  snprintf(path, sizeof path, "%s/srv.sock", c->pki.dir);
+  c->pool.tmpl.echo = true;
+  asyncio_server_options_t so = {.ssl = c->sctx};
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_unix_server(loop, pool_factory, &c->pool, path, &so, &srv), 0);
+  if (!srv) return -1;
+  SSL_CTX *ctx = NULL;
+  CHECK_RC(asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_SERVER_AUTH, c->pki.ca_pem, NULL,
+                                              &ctx),
+           0);
+  asyncio_connection_options_t co = {.ssl = ctx, .server_hostname = "localhost"};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli, path, &co, &t, NULL), 0);
+  if (t) {
+    CHECK(asyncio_transport_get_ssl_object(t) != NULL);
+    CHECK_RC(asyncio_transport_write(t, "over unix", 9), 0);
+    WAIT_UNTIL(c->cli.nrecv == 9);
+    CHECK(memcmp(c->cli.data, "over unix", 9) == 0);
+    CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(c->cli.lost == 1 && c->pool.peers[0].lost == 1);
+    CHECK(c->cli.lost_err == 0 && c->pool.peers[0].lost_err == 0);
+  }
+  /* The name is still checked over a Unix socket. */
+  peer_t p = {0};
+  co.server_hostname = "example.com";
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &p, path, &co, &t, NULL),
+           ASYNCIO_ESSLCERTVERIFY);
+  CHECK(p.made == 0);
+  SSL_CTX_free(ctx);
+  server_done(srv);
+  unlink(path);
+  return 0;
+}
+
+TEST(unix_socket_tls) {
+  static tctx_t c;
+  tctx_init(&c);
+  assert_int_equal(tls_files(&c.pki), 0);
+  assert_ok(run_main(unix_main, &c));
+  tctx_free(&c);
+  ASSERT_SOFT();
+}
+
+/* ---- 10. loop.start_tls ------------------------------------------------------------------- */
+
+typedef struct stls {
+  tctx_t *c;
+  asyncio_transport_t *t, *app;
+  int made, lost, lost_err, eofs;
+  char data[256];
+  size_t n;
+  bool started;
+  int rc;
+  asyncio_task_t *task;
+} stls_t;
+
+static stls_t g_st;
+
+static int srv_upgrade(void *arg) {
+  stls_t *s = arg;
+  asyncio_start_tls_options_t o = {.server_side = true};
+  s->rc = asyncio_loop_start_tls(asyncio_get_running_loop(), s->t, s->c->sctx, &o, &s->app);
+  if (s->rc == 0) CHECK_RC(asyncio_transport_write(s->app, "secret hello\n", 13), 0);
+  return s->rc;
+}
+
+static void st_made(asyncio_transport_t *t, void *u) {
+  stls_t *s = u;
+  s->t = t;
+  s->made++;
+}
+static void st_lost(asyncio_transport_t *t, int err, void *u) {
+  stls_t *s = u;
+  CHECK(t == s->app);
+  s->lost++;
+  s->lost_err = err;
+}
+static bool st_eof(asyncio_transport_t *t, void *u) {
+  ((stls_t *)u)->eofs++;
+  return false;
+}
+static void st_data(asyncio_transport_t *t, const void *d, size_t n, void *u) {
+  stls_t *s = u;
+  if (s->n + n <= sizeof s->data) {
+    memcpy(s->data + s->n, d, n);
+    s->n += n;
+  }
+  if (!s->started && memmem(s->data, s->n, "STARTTLS\n", 9)) {
+    /* No byte may reach this protocol in plaintext after STARTTLS: pause
+     * first (start_tls resumes), then answer, then upgrade from a task. */
+    s->started = true;
+    CHECK_RC(asyncio_transport_pause_reading(t), 0);
+    CHECK_RC(asyncio_transport_write(t, "GO\n", 3), 0);
+    CHECK_RC(asyncio_create_task(&s->task, srv_upgrade, s, NULL), 0);
+  }
+}
+static const asyncio_protocol_t st_proto = {
+    .connection_made = st_made,
+    .connection_lost = st_lost,
+    .data_received = st_data,
+    .eof_received = st_eof,
+};
+static int st_factory(void *arg, const asyncio_protocol_t **proto, void **inst) {
+  *proto = &st_proto;
+  *inst = arg;
+  return 0;
+}
+
+static int start_tls_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  g_st.c = c;
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, st_factory, &g_st, "127.0.0.1", 0, NULL, &srv), 0);
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1",
+                                          server_port(srv, 0), NULL, &t, NULL),
+           0);
+  if (!t) return -1;
+  CHECK_RC(asyncio_transport_write(t, "hello plain\nSTARTTLS\n", 21), 0);
+  WAIT_UNTIL(c->cli.nrecv == 3);
+  CHECK(memcmp(c->cli.data, "GO\n", 3) == 0);
+  asyncio_start_tls_options_t o = {.server_hostname = "localhost"};
+  asyncio_transport_t *app = NULL;
+  CHECK_RC(asyncio_loop_start_tls(loop, t, c->cctx, &o, &app), 0);
+  if (!app) return -1;
+  c->cli.t = app; /* connection_lost will name the app transport */
+  CHECK(app != t);
+  CHECK(c->cli.made == 1); /* no second connection_made */
+  CHECK(asyncio_transport_get_ssl_object(app) != NULL);
+  void *inst = NULL;
+  CHECK(asyncio_transport_get_protocol(app, &inst) == &proto_plain && inst == &c->cli);
+  WAIT_UNTIL(g_st.task && asyncio_future_done(g_st.task));
+  CHECK_RC(asyncio_await(g_st.task, NULL), 0);
+  CHECK(g_st.made == 1 && g_st.app != NULL && g_st.app != g_st.t);
+  WAIT_UNTIL(c->cli.nrecv == 3 + 13);
+  CHECK(memcmp(c->cli.data + 3, "secret hello\n", 13) == 0);
+  CHECK_RC(asyncio_transport_write(app, "secret reply\n", 13), 0);
+  WAIT_UNTIL(g_st.n == 21 + 13);
+  CHECK(memcmp(g_st.data, "hello plain\nSTARTTLS\nsecret reply\n", 34) == 0);
+  CHECK_RC(asyncio_transport_close(app), 0);
+  WAIT_UNTIL(c->cli.lost == 1 && g_st.lost == 1);
+  CHECK(c->cli.lost_err == 0 && g_st.lost_err == 0);
+  CHECK(c->cli.eofs == 1 && g_st.eofs == 1);
+  CHECK(g_st.made == 1 && c->cli.made == 1);
+  asyncio_task_free(g_st.task);
+  server_done(srv);
+  return 0;
+}
+
+TEST(start_tls_upgrade) {
+  memset(&g_st, 0, sizeof g_st);
+  run_tls(start_tls_main);
+}
+
+/* start_tls cancelled (or timed out) while the peer never answers the ClientHello. */
+typedef struct upg {
+  asyncio_transport_t *t;
+  SSL_CTX *ctx;
+  asyncio_start_tls_options_t o;
+  asyncio_transport_t *app;
+  int rc;
+} upg_t;
+
+static int upgrade_task(void *arg) {
+  upg_t *u = arg;
+  u->rc = asyncio_loop_start_tls(asyncio_get_running_loop(), u->t, u->ctx, &u->o, &u->app);
+  return u->rc;
+}
+
+static int start_tls_cancel_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &srv), 0);
+  if (!srv) return -1;
+  int port = server_port(srv, 0);
+  peer_t ps[2] = {{0}};
+  for (int round = 0; round < 2; round++) {
+    peer_t *pp = &ps[round];
+    asyncio_transport_t *t = NULL;
+    CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, pp, "127.0.0.1", port, NULL, &t,
+                                            NULL),
+             0);
+    if (!t) break;
+    pp->t = NULL; /* connection_lost, if it comes, names the app transport */
+    upg_t u = {.t = t, .ctx = c->cctx, .o = {.server_hostname = "localhost"}};
+    if (round == 1) u.o.ssl_handshake_timeout = 0.2;
+    asyncio_task_t *task = NULL;
+    CHECK_RC(asyncio_create_task(&task, upgrade_task, &u, NULL), 0);
+    if (!task) break;
+    peer_t *sp = &c->pool.peers[round];
+    WAIT_UNTIL(c->pool.n == round + 1 && sp->nrecv > 0); /* the ClientHello arrived */
+    if (round == 0) {
+      CHECK_RC(asyncio_task_cancel(task, NULL), 1);
+      CHECK_RC(asyncio_await(task, NULL), -ECANCELED);
+    } else {
+      CHECK_RC(asyncio_await(task, NULL), -ECONNABORTED);
+    }
+    asyncio_task_free(task);
+    CHECK(u.app == NULL);
+    /* The transport was closed: the server sees the end. */
+    WAIT_UNTIL(sp->lost == 1);
+    for (int k = 0; k < 10; k++) CHECK_RC(asyncio_sleep(0.001), 0);
+    CHECK(pp->made == 1 && pp->lost <= 1);
+  }
+  server_done(srv);
+  return 0;
+}
+TEST(start_tls_cancelled_and_timeout) { run_tls(start_tls_cancel_main); }
+
+/* ---- 11. cancellation of create_connection during the handshake ---------------------------- */
+
+typedef struct conn_task {
+  tctx_t *c;
+  int port, rc;
+  asyncio_transport_t *t;
+} conn_task_t;
+
+static int connect_task(void *arg) {
+  conn_task_t *k = arg;
+  k->rc = tls_connect(k->c->cctx, "localhost", &k->c->cli, k->port, &k->t);
+  return k->rc;
+}
+
+static int cancel_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_t *srv = NULL; /* plain and silent: the handshake never ends */
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &srv), 0);
+  if (!srv) return -1;
+  conn_task_t k = {.c = c, .port = server_port(srv, 0)};
+  asyncio_task_t *task = NULL;
+  CHECK_RC(asyncio_create_task(&task, connect_task, &k, NULL), 0);
+  if (!task) return -1;
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].nrecv > 0);
+  CHECK(!asyncio_future_done(task));
+  CHECK_RC(asyncio_task_cancel(task, NULL), 1);
+  CHECK_RC(asyncio_await(task, NULL), -ECANCELED);
+  asyncio_task_free(task);
+  CHECK(k.rc == -ECANCELED && k.t == NULL);
+  WAIT_UNTIL(c->pool.peers[0].lost == 1);
+  CHECK(c->cli.made == 0 && c->cli.lost == 0);
+
+  /* The same under an asyncio.timeout scope: -ECANCELED inside, -ETIMEDOUT outside. */
+  asyncio_timeout_t *tm = NULL;
+  CHECK_RC(asyncio_timeout_enter(&tm, 0.1), 0);
+  asyncio_transport_t *t = NULL;
+  int rc = tls_connect(c->cctx, "localhost", &c->cli, k.port, &t);
+  CHECK_RC(rc, -ECANCELED);
+  CHECK_RC(asyncio_timeout_exit(tm, rc), -ETIMEDOUT);
+  asyncio_timeout_free(tm);
+  CHECK(t == NULL && c->cli.made == 0 && c->cli.lost == 0);
+  WAIT_UNTIL(c->pool.n == 2 && c->pool.peers[1].lost == 1);
+  server_done(srv);
+  return 0;
+}
+TEST(create_connection_cancelled_in_handshake) { run_tls(cancel_main); }
+
+/* ---- 12. transport information ------------------------------------------------------------- */
+
+static int addr_is(const struct sockaddr_storage *ss, int port) {
+  const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+  return ss->ss_family == AF_INET && ntohs(a->sin_port) == port &&
+         a->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+}
+
+static int info_main(void *arg) {
+  tctx_t *c = arg;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(tls_connect(c->cctx, "localhost", &c->cli, port, &t), 0);
+  if (!t) return -1;
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made == 1);
+  asyncio_transport_t *st = c->pool.peers[0].t;
+  struct sockaddr_storage peer, sock, speer, ssock, raw;
+  socklen_t l1 = sizeof peer, l2 = sizeof sock, l3 = sizeof speer, l4 = sizeof ssock;
+  CHECK_RC(asyncio_transport_get_peername(t, (struct sockaddr *)&peer, &l1), 0);
+  CHECK_RC(asyncio_transport_get_sockname(t, (struct sockaddr *)&sock, &l2), 0);
+  CHECK_RC(asyncio_transport_get_peername(st, (struct sockaddr *)&speer, &l3), 0);
+  CHECK_RC(asyncio_transport_get_sockname(st, (struct sockaddr *)&ssock, &l4), 0);
+  CHECK(l1 == sizeof(struct sockaddr_in) && addr_is(&peer, port));
+  CHECK(addr_is(&ssock, port));
+  CHECK(addr_is(&sock, addr_port(&speer)) && addr_is(&speer, addr_port(&sock)));
+  /* get_fd: the socket underneath. */
+  int fd = asyncio_transport_get_fd(t);
+  CHECK(fd >= 0);
+  socklen_t lr = sizeof raw;
+  CHECK(fd >= 0 && getsockname(fd, (struct sockaddr *)&raw, &lr) == 0 && lr == l2 &&
+        memcmp(&raw, &sock, lr) == 0);
+  CHECK(asyncio_transport_get_fd(st) >= 0 && asyncio_transport_get_fd(st) != fd);
+  /* The OpenSSL objects. */
+  SSL *ssl = asyncio_transport_get_ssl_object(t), *sssl = asyncio_transport_get_ssl_object(st);
+  CHECK(ssl != NULL && sssl != NULL && ssl != sssl);
+  if (ssl && sssl) {
+    CHECK(strcmp(SSL_get_version(ssl), "TLSv1.3") == 0 ||
+          strcmp(SSL_get_version(ssl), "TLSv1.2") == 0);
+    CHECK(strcmp(SSL_get_version(ssl), SSL_get_version(sssl)) == 0);
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    CHECK(cert != NULL && X509_cmp(cert, c->pki.srv) == 0);
+    CHECK(SSL_get0_peer_certificate(sssl) == NULL); /* no client certificate asked for */
+    CHECK(SSL_get_verify_result(ssl) == X509_V_OK);
+    CHECK(SSL_get_current_cipher(ssl) != NULL);
+    CHECK(!SSL_is_server(ssl) && SSL_is_server(sssl));
+  }
+  CHECK(asyncio_transport_get_sslcontext(t) == c->cctx);
+  CHECK(asyncio_transport_get_sslcontext(st) == c->sctx);
+  CHECK(asyncio_transport_get_ssl_object(NULL) == NULL);
+  CHECK(asyncio_transport_get_sslcontext(NULL) == NULL);
+  CHECK(asyncio_transport_get_write_buffer_size(t) == 0);
+  CHECK(asyncio_transport_is_reading(t) && !asyncio_transport_is_closing(t));
+  CHECK(asyncio_transport_get_loop(t) == asyncio_get_running_loop());
+  void *inst = NULL;
+  CHECK(asyncio_transport_get_protocol(t, &inst) == &proto_plain && inst == &c->cli);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost == 1 && c->pool.peers[0].lost == 1);
+  server_done(srv);
+  return 0;
+}
+TEST(transport_info_and_ssl_object) { run_tls(info_main); }
+
+/* ---- 13. loop.sendfile over TLS (the fallback path) ----------------------------------- */
+
+static int sendfile_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  pattern_init();
+  char path[] = "/tmp/asyncio-ssl-sendfile-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  if (fd < 0) return -1;
+  unlink(path);
+  size_t size = (3u << 20) + 5;
+  for (size_t off = 0; off < size;) {
+    size_t n = size - off < PAT_PERIOD ? size - off : PAT_PERIOD;
+    CHECK(write(fd, pattern, n) == (ssize_t)n);
+    off += n;
+  }
+  uint64_t sum = FNV_INIT;
+  for (size_t off = 0; off < size;) {
+    size_t n = size - off < PAT_PERIOD ? size - off : PAT_PERIOD;
+    sum = fnv(sum, pattern, n);
+    off += n;
+  }
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  asyncio_transport_t *t = NULL;
+  if (srv) CHECK_RC(tls_connect(c->cctx, "localhost", &c->cli, port, &t), 0);
+  if (t) {
+    size_t sent = 0;
+    CHECK_RC(asyncio_loop_sendfile(loop, t, fd, 0, 0, &sent, NULL), 0);
+    CHECK(sent == size);
+    CHECK(lseek(fd, 0, SEEK_CUR) == (off_t)size);
+    /* A slice: offset 10, 1000 bytes. */
+    CHECK_RC(asyncio_loop_sendfile(loop, t, fd, 10, 1000, &sent, NULL), 0);
+    CHECK(sent == 1000);
+    sum = fnv(sum, pattern + 10, 1000);
+    /* no_fallback: TLS has no native path. */
+    asyncio_sendfile_options_t nf = {.no_fallback = true};
+    CHECK_RC(asyncio_loop_sendfile(loop, t, fd, 0, 0, &sent, &nf), ASYNCIO_ESENDFILENOTAVAILABLE);
+    WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].nrecv >= size + 1000);
+    CHECK(c->pool.peers[0].nrecv == size + 1000 && c->pool.peers[0].sum == sum);
+    CHECK_RC(asyncio_transport_write(t, "after", 5), 0); /* usable again */
+    WAIT_UNTIL(c->pool.peers[0].nrecv == size + 1005);
+    CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(c->cli.lost == 1 && c->pool.peers[0].lost == 1);
+  }
+  close(fd);
+  if (srv) server_done(srv);
+  return 0;
+}
+TEST(sendfile_over_tls) { run_tls(sendfile_main); }
+
+/* ---- 14. the loop closes with TLS connections open --------------------------------------- */
+
+typedef struct lc {
+  tctx_t *c;
+  asyncio_server_t *srv, *plain;
+  peer_t a, b;
+} lc_t;
+
+static lc_t g_lc;
+
+static int hang_task(void *arg) {
+  asyncio_transport_t *t = NULL;
+  return tls_connect(g_lc.c->cctx, "localhost", &g_lc.b, *(int *)arg, &t);
+}
+
+static int loop_close_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  g_lc.c = c;
+  c->pool.tmpl.echo = true;
+  int port = 0;
+  g_lc.srv = tls_server(c, NULL, &port);
+  if (!g_lc.srv) return -1;
+  /* One open and busy, ... */
+  asyncio_transport_t *t = NULL, *t2 = NULL;
+  CHECK_RC(tls_connect(c->cctx, "localhost", &c->cli, port, &t), 0);
+  if (!t) return -1;
+  CHECK_RC(asyncio_transport_write(t, "data", 4), 0);
+  WAIT_UNTIL(c->cli.nrecv == 4);
+  CHECK_RC(asyncio_transport_write(t, pattern, sizeof pattern), 0);
+  /* ... one closing (its close_notify on the way), ... */
+  CHECK_RC(tls_connect(c->cctx, "localhost", &g_lc.a, port, &t2), 0);
+  if (t2) CHECK_RC(asyncio_transport_close(t2), 0);
+  /* ... and one in its handshake with a silent plain server (the task is cancelled). */
+  static pool_t silent_pool;
+  memset(&silent_pool, 0, sizeof silent_pool);
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &silent_pool, "127.0.0.1", 0, NULL,
+                                      &g_lc.plain),
+           0);
+  static int plain_port;
+  plain_port = g_lc.plain ? server_port(g_lc.plain, 0) : 0;
+  CHECK_RC(asyncio_create_task(NULL, hang_task, &plain_port, NULL), 0);
+  WAIT_UNTIL(silent_pool.n == 1 && silent_pool.peers[0].nrecv > 0);
+  return 0;
+}
+
+TEST(loop_close_with_open_connections) {
+  static tctx_t c;
+  memset(&g_lc, 0, sizeof g_lc);
+  pattern_init();
+  tctx_init(&c);
+  assert_ok(run_main(loop_close_main, &c));
+  /* The servers are the caller's: freed after the loop, their clients with it. */
+  if (g_lc.srv) assert_ok(asyncio_server_free(g_lc.srv));
+  if (g_lc.plain) assert_ok(asyncio_server_free(g_lc.plain));
+  tctx_free(&c);
+  ASSERT_SOFT();
+}
+
+/* ---- 15. allocation failures ------------------------------------------------------------- */
+
+static void silent(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  (void)loop;
+  (void)ctx;
+  (*(int *)ud)++;
+}
+
+typedef struct big_pool {
+  peer_t *peers;
+  int n, cap;
+} big_pool_t;
+
+static int big_pool_factory(void *arg, const asyncio_protocol_t **proto, void **inst) {
+  big_pool_t *bp = arg;
+  if (bp->n == bp->cap) return -ENOMEM;
+  peer_t *p = &bp->peers[bp->n++];
+  memset(p, 0, sizeof *p);
+  p->echo = true;
+  *proto = &proto_plain;
+  *inst = p;
+  return 0;
+}
+
+/*
+ * The nth allocation fails, for n = 1, 2, ... until a connection needs
+ * fewer: on either side (the client's create_connection, the server's
+ * accept and handshake).  Nothing may crash or leak; the client sees an
+ * error or a working connection, and the server keeps serving.
+ */
+static int alloc_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int reports = 0;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, silent, &reports), 0);
+  big_pool_t bp = {.peers = calloc(1000, sizeof(peer_t)), .cap = 1000};
+  asyncio_server_options_t so = {.ssl = c->sctx};
+  asyncio_server_t *srv = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, big_pool_factory, &bp, "127.0.0.1", 0, &so, &srv), 0);
+  if (!srv || !bp.peers) return -1;
+  int port = server_port(srv, 0);
+  int ok = 0, failed = 0;
+  peer_t *cls = calloc(1000, sizeof(peer_t));
+  for (long n = 1; n < 1000; n++) {
+    peer_t *p = &cls[n];
+    asyncio_transport_t *t = NULL;
+    long before = harness_total_allocs();
+    harness_fail_alloc_after(n);
+    int rc = tls_connect(c->cctx, "localhost", p, port, &t);
+    harness_fail_alloc_after(0);
+    bool injected = harness_total_allocs() - before >= n;
+    if (rc != 0 && rc != -ENOMEM && rc != -ECONNRESET && rc != ASYNCIO_ESSL && !soft_fail[0])
+      snprintf(soft_fail, sizeof soft_fail, "n=%ld: %s", n, asyncio_errname(rc));
+    if (rc == 0) {
+      ok++;
+      CHECK(t != NULL && p->made == 1);
+      CHECK_RC(asyncio_transport_write(t, "ab", 2), 0);
+      WAIT_UNTIL(p->nrecv == 2 || p->lost);
+      if (!p->lost) CHECK_RC(asyncio_transport_close(t), 0);
+      WAIT_UNTIL(p->lost == 1);
+    } else {
+      failed++;
+      CHECK(t == NULL && p->made == 0 && p->lost == 0);
+    }
+    if (!injected) {
+      CHECK(rc == 0);
+      break;
+    }
+  }
+  CHECK(ok > 0 && failed > 0);
+  /* A clean connection still works afterwards. */
+  peer_t *p = &cls[0];
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(tls_connect(c->cctx, "localhost", p, port, &t), 0);
+  if (t) {
+    CHECK_RC(asyncio_transport_write(t, "ok", 2), 0);
+    WAIT_UNTIL(p->nrecv == 2);
+    CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(p->lost == 1);
+  }
+  /* Server-side connections whose handshake failed end on their own; the rest are closed. */
+  CHECK_RC(asyncio_server_close_clients(srv), 0);
+  server_done(srv);
+  free(cls);
+  free(bp.peers);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  return 0;
+}
+TEST(alloc_failures) { run_tls(alloc_main); }
+
+/*
+ * The same with a fresh loop for every n: nothing is cached yet (per-loop
+ * buffers, free lists), so many more allocations can fail, on both sides.
+ */
+static long g_alloc_n;
+static bool g_alloc_injected;
+
+static int alloc_cold_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int reports = 0;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, silent, &reports), 0);
+  c->pool.tmpl.echo = true;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  long before = harness_total_allocs();
+  harness_fail_alloc_after(g_alloc_n);
+  int rc = tls_connect(c->cctx, "localhost", &c->cli, port, &t);
+  harness_fail_alloc_after(0);
+  g_alloc_injected = harness_total_allocs() - before >= g_alloc_n;
+  if (rc != 0 && rc != -ENOMEM && rc != -ECONNRESET && rc != ASYNCIO_ESSL && !soft_fail[0])
+    snprintf(soft_fail, sizeof soft_fail, "n=%ld: %s", g_alloc_n, asyncio_errname(rc));
+  if (rc == 0) {
+    CHECK(t != NULL && c->cli.made == 1);
+    CHECK_RC(asyncio_transport_write(t, "ab", 2), 0);
+    WAIT_UNTIL(c->cli.nrecv == 2 || c->cli.lost);
+    if (!c->cli.lost) CHECK_RC(asyncio_transport_close(t), 0);
+    WAIT_UNTIL(c->cli.lost == 1);
+  } else {
+    CHECK(t == NULL && c->cli.made == 0 && c->cli.lost == 0);
+  }
+  CHECK_RC(asyncio_server_close_clients(srv), 0);
+  server_done(srv);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  return 0;
+}
+
+TEST(alloc_failures_fresh_loop) {
+  static tctx_t c;
+  tctx_init(&c);
+  long n;
+  for (n = 1; n < 2000; n++) {
+    memset(&c.pool, 0, sizeof c.pool);
+    memset(&c.cli, 0, sizeof c.cli);
+    g_alloc_n = n;
+    int rc = run_main(alloc_cold_main, &c);
+    if (rc != 0 && !soft_fail[0])
+      snprintf(soft_fail, sizeof soft_fail, "n=%ld: run: %s", n, asyncio_errname(rc));
+    if (harness_live_allocs() != 0 && !soft_fail[0])
+      snprintf(soft_fail, sizeof soft_fail, "n=%ld: %ld allocation(s) leaked", n,
+               harness_live_allocs());
+    if (soft_fail[0] || !g_alloc_injected) break;
+  }
+  tctx_free(&c);
+  ASSERT_SOFT();
+  assert_true(n > 1 && n < 2000);
+}
