@@ -1040,6 +1040,8 @@ int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_
   if (out) *out = NULL;
   if (!loop || !t || !ctx || !out) return -EINVAL;
   if (o && (!(o->ssl_handshake_timeout >= 0) || !(o->ssl_shutdown_timeout >= 0))) return -EINVAL;
+  /* A client-side name on the server side: the sides are mixed up (Python ignores it). */
+  if (o && o->server_side && o->server_hostname) return -EINVAL;
   int rc = asyncio__check_thread(loop);
   if (rc) return rc;
   if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;
@@ -1049,7 +1051,7 @@ int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_
   asyncio__tls_params_t p = {0};
   p.ctx = ctx;
   p.server_side = o && o->server_side;
-  p.server_hostname = o && !p.server_side ? o->server_hostname : NULL;
+  p.server_hostname = o ? o->server_hostname : NULL;
   p.handshake_timeout = o ? o->ssl_handshake_timeout : 0;
   p.shutdown_timeout = o ? o->ssl_shutdown_timeout : 0;
   asyncio_future_t *waiter;

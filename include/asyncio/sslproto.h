@@ -112,17 +112,17 @@ typedef struct asyncio_start_tls_options {
  * ssl_shutdown_timeout)): the transport's protocol is kept as the app
  * protocol (it gets no second connection_made), the transport itself now
  * carries the TLS records and must not be used by the caller any more, and
- * *out gets the app transport to use instead.  server_hostname is ignored
- * on the server side, as in Python.  Suspends until the handshake is done
- * (a cancellation point: cancelled, or on any error, the transport is
- * closed).  The protocol's connection_lost comes from the app transport,
+ * *out gets the app transport to use instead.  Suspends until the
+ * handshake is done (a cancellation point: cancelled, or on any error, the
+ * transport is closed).  The protocol's connection_lost comes from the app transport,
  * also when the connection ends during the handshake (Python skips it
  * there; the protocol has seen connection_made, so it is owed one).
  * Returns 0; -EINVAL (NULL loop, transport, ctx or out; another loop's,
  * a closing or a lost transport; a transport that is not a stream socket,
  * TLS app transports included: Python's TypeError 'transport ... is not
- * supported by start_tls()', where Python does take a TLS transport; a bad
- * timeout); ASYNCIO_ENOTASK; ASYNCIO_EWRONGTHREAD; ASYNCIO_ECLOSED;
+ * supported by start_tls()', where Python does take a TLS transport;
+ * server_hostname with server_side, which Python ignores: the sides are
+ * mixed up; a bad timeout); ASYNCIO_ENOTASK; ASYNCIO_EWRONGTHREAD; ASYNCIO_ECLOSED;
  * -ECANCELED; -ENOMEM; the handshake errors above.
  */
 int asyncio_loop_start_tls(asyncio_loop_t *loop, asyncio_transport_t *transport,
