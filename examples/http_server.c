@@ -12,18 +12,27 @@
  * http.server does), 404 for what is not there, a Content-Length on every
  * response and `Connection: close` (one request per connection).
  *
- *   http_server [-b HOST] [-p PORT] [--print-port] [--until-eof] DIR
+ *   http_server [-b HOST] [-p PORT] [--tls-cert FILE] [--print-port] [--until-eof] DIR
  *
  * The port is 0 (the kernel picks one) unless -p is given.  The first line
  * on stdout says where it listens: Python's "Serving HTTP on ..." line, or
- * with --print-port the bare port number, for scripts.  Each request then
+ * with --print-port the bare port number, for scripts.
+ *
+ * With --tls-cert it also serves HTTPS (start_server with ssl=) on a second
+ * port the kernel picks, with a throwaway certificate made in memory at
+ * start-up (`openssl req -x509 -newkey ec -subj /CN=localhost -addext
+ * subjectAltName=IP:127.0.0.1,DNS:localhost`: self-signed, a CA for itself)
+ * and written to FILE as PEM, for the clients to trust (a cafile); its key
+ * never leaves the process.  The first line is then "PORT TLSPORT" with
+ * --print-port, and a second "Serving HTTPS on ..." line without.  Both
+ * listeners share the request handler and the log.  Each request then
  * logs one line `HOST "REQUEST LINE" STATUS LENGTH` on stdout (http.server
  * logs to stderr; this one keeps stderr for errors).  It serves until it
  * is killed or interrupted (SIGINT cancels the main task, as in Python),
  * or with --until-eof until stdin (a pipe, FIFO, socket or terminal: epoll
  * cannot watch a regular file or /dev/null) reaches end of file, which lets
- * a test stop it cleanly.  Either way it then closes the listening socket, lets
- * the requests in progress finish (for up to 5 s) and exits 0.
+ * a test stop it cleanly.  Either way it then closes its listening sockets,
+ * lets the requests in progress finish (for up to 5 s) and exits 0.
  *
  * Files are read with plain read() in the loop thread: they are small local
  * files, mostly in the page cache.  A server of large files on slow disks
@@ -35,10 +44,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_REQUEST_LINE 8192 /* a longer one gets 414 */
@@ -338,6 +353,62 @@ static int handle_client(asyncio_stream_reader_t *r, asyncio_stream_writer_t *w,
   return 0; /* the library closes the connection, buffered data is still sent */
 }
 
+/* ---- TLS: the throwaway certificate ------------------------------------------- */
+
+/* Adds one X.509v3 extension, as `openssl req -addext NAME=VALUE` writes it. */
+static int add_ext(X509 *cert, int nid, const char *value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
+  X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+  int ok = ext && X509_add_ext(cert, ext, -1) == 1;
+  X509_EXTENSION_free(ext);
+  return ok ? 0 : -1;
+}
+
+/*
+ * The server's context, with a new P-256 key and a self-signed certificate
+ * for localhost and 127.0.0.1 valid for a day; the certificate is written to
+ * cert_file as PEM.  It is its own CA (basicConstraints CA:TRUE, keyUsage
+ * keyCertSign, key identifiers: what `openssl req -x509` gives), so a client
+ * that trusts that file alone verifies it, also with X509_V_FLAG_X509_STRICT.
+ * Returns 0 with *out set (SSL_CTX_free), or ASYNCIO_ESSL / -errno.
+ */
+static int make_tls_context(const char *cert_file, SSL_CTX **out) {
+  int rc = asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_CLIENT_AUTH, NULL, NULL, out);
+  if (rc < 0) return rc;
+  EVP_PKEY *key = EVP_EC_gen("P-256");
+  X509 *cert = X509_new();
+  rc = ASYNCIO_ESSL;
+  if (key && cert && X509_set_version(cert, 2) == 1 &&
+      ASN1_INTEGER_set(X509_get_serialNumber(cert), (long)time(NULL)) == 1 &&
+      X509_gmtime_adj(X509_getm_notBefore(cert), -3600) &&
+      X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600) && X509_set_pubkey(cert, key) == 1 &&
+      X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+                                 (const unsigned char *)"localhost", -1, -1, 0) == 1 &&
+      X509_set_issuer_name(cert, X509_get_subject_name(cert)) == 1 &&
+      add_ext(cert, NID_basic_constraints, "critical,CA:TRUE") == 0 &&
+      add_ext(cert, NID_key_usage, "critical,digitalSignature,keyCertSign") == 0 &&
+      add_ext(cert, NID_subject_key_identifier, "hash") == 0 &&
+      add_ext(cert, NID_authority_key_identifier, "keyid:always") == 0 &&
+      add_ext(cert, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost") == 0 &&
+      X509_sign(cert, key, EVP_sha256()) > 0 && SSL_CTX_use_certificate(*out, cert) == 1 &&
+      SSL_CTX_use_PrivateKey(*out, key) == 1)
+    rc = 0;
+  if (rc == 0) {
+    FILE *f = fopen(cert_file, "w");
+    if (!f || PEM_write_X509(f, cert) != 1) rc = f ? -EIO : -errno;
+    if (f && fclose(f) != 0 && rc == 0) rc = -errno;
+  }
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  if (rc < 0) {
+    SSL_CTX_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
 /* ---- main ---------------------------------------------------------------------- */
 
 static void on_stdin(int fd, void *arg) {
@@ -353,8 +424,41 @@ typedef struct options {
   const char *host;
   int port;
   bool print_port;
+  const char *tls_cert; /* --tls-cert FILE: also serve HTTPS */
+  SSL_CTX *tls;
   server_config_t cfg;
 } options_t;
+
+/* The port the server's first socket listens on (the one the kernel picked for port 0). */
+static int server_port(asyncio_server_t *server, int port) {
+  int fd;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (asyncio_server_sockets(server, &fd, 1) > 0 &&
+      getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+    port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+  return port;
+}
+
+/* Stops accepting; lets the requests in progress finish, then cuts the rest off. */
+static void shut_down(asyncio_server_t **servers, size_t n) {
+  for (size_t i = 0; i < n; i++) asyncio_server_close(servers[i]);
+  asyncio_timeout_t *grace;
+  int wrc = asyncio_timeout_enter(&grace, SHUTDOWN_GRACE);
+  if (wrc == 0) {
+    for (size_t i = 0; i < n && wrc == 0; i++) wrc = asyncio_server_wait_closed(servers[i]);
+    wrc = asyncio_timeout_exit(grace, wrc);
+    asyncio_timeout_free(grace);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (wrc < 0) {
+      asyncio_server_close_clients(servers[i]);
+      asyncio_server_wait_closed(servers[i]);
+    }
+    asyncio_server_free(servers[i]);
+  }
+}
 
 static int main_coro(void *arg) {
   options_t *o = arg;
@@ -362,53 +466,54 @@ static int main_coro(void *arg) {
   int rc = asyncio_event_new(&o->cfg.stop);
   if (rc < 0) return rc;
 
-  asyncio_server_t *server;
-  rc = asyncio_start_server(handle_client, &o->cfg, o->host, o->port, NULL, &server);
+  asyncio_server_t *servers[2];
+  size_t nservers = 0;
+  rc = asyncio_start_server(handle_client, &o->cfg, o->host, o->port, NULL, &servers[0]);
   if (rc < 0) {
     fprintf(stderr, "http_server: cannot listen on %s port %d: %s\n", o->host, o->port,
             asyncio_strerror(rc));
     asyncio_event_free(o->cfg.stop);
     return rc;
   }
-  int fd;
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  int port = o->port;
-  if (asyncio_server_sockets(server, &fd, 1) > 0 &&
-      getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-    port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                          : ((struct sockaddr_in *)&ss)->sin_port);
-  if (o->print_port)
+  nservers = 1;
+  int port = server_port(servers[0], o->port);
+  int tls_port = 0;
+  if (o->tls) { /* the same handler on a second port, over TLS */
+    asyncio_server_options_t so = {.ssl = o->tls};
+    asyncio_stream_options_t opts = {.server = &so};
+    rc = asyncio_start_server(handle_client, &o->cfg, o->host, 0, &opts, &servers[1]);
+    if (rc < 0)
+      fprintf(stderr, "http_server: cannot listen with TLS on %s: %s\n", o->host,
+              asyncio_strerror(rc));
+    else
+      tls_port = server_port(servers[nservers++], 0);
+  }
+  if (rc == 0 && o->print_port && o->tls)
+    printf("%d %d\n", port, tls_port);
+  else if (rc == 0 && o->print_port)
     printf("%d\n", port);
-  else
+  else if (rc == 0) {
     printf("Serving HTTP on %s port %d (http://%s:%d/) ...\n", o->host, port, o->host, port);
+    if (o->tls)
+      printf("Serving HTTPS on %s port %d (https://%s:%d/) ...\n", o->host, tls_port, o->host,
+             tls_port);
+  }
 
-  if (o->cfg.stdin_eof) rc = asyncio_loop_add_reader(loop, STDIN_FILENO, on_stdin, &o->cfg);
-  if (rc < 0)
-    fprintf(stderr, "http_server: cannot watch stdin: %s\n", asyncio_strerror(rc));
-  else
-    rc = asyncio_event_wait(o->cfg.stop); /* -ECANCELED on SIGINT */
+  if (rc == 0 && o->cfg.stdin_eof) {
+    rc = asyncio_loop_add_reader(loop, STDIN_FILENO, on_stdin, &o->cfg);
+    if (rc < 0) fprintf(stderr, "http_server: cannot watch stdin: %s\n", asyncio_strerror(rc));
+  }
+  if (rc == 0) rc = asyncio_event_wait(o->cfg.stop); /* -ECANCELED on SIGINT */
   if (o->cfg.stdin_eof) asyncio_loop_remove_reader(loop, STDIN_FILENO);
 
-  /* Stop accepting; let the requests in progress finish, then cut the rest off. */
-  asyncio_server_close(server);
-  asyncio_timeout_t *grace;
-  int wrc = asyncio_timeout_enter(&grace, SHUTDOWN_GRACE);
-  if (wrc == 0) {
-    wrc = asyncio_timeout_exit(grace, asyncio_server_wait_closed(server));
-    asyncio_timeout_free(grace);
-  }
-  if (wrc < 0) {
-    asyncio_server_close_clients(server);
-    asyncio_server_wait_closed(server);
-  }
-  asyncio_server_free(server);
+  shut_down(servers, nservers);
   asyncio_event_free(o->cfg.stop);
   return rc;
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: http_server [-b HOST] [-p PORT] [--print-port] [--until-eof] DIR\n");
+  fprintf(stderr, "usage: http_server [-b HOST] [-p PORT] [--tls-cert FILE] [--print-port] "
+                  "[--until-eof] DIR\n");
 }
 
 int main(int argc, char **argv) {
@@ -419,6 +524,8 @@ int main(int argc, char **argv) {
       o.host = argv[++i];
     else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc)
       o.port = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc)
+      o.tls_cert = argv[++i];
     else if (strcmp(argv[i], "--print-port") == 0)
       o.print_port = true;
     else if (strcmp(argv[i], "--until-eof") == 0)
@@ -439,8 +546,17 @@ int main(int argc, char **argv) {
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0); /* the port line must reach a script at once */
+  if (o.tls_cert) { /* written before the port line: a client may read it at once */
+    int trc = make_tls_context(o.tls_cert, &o.tls);
+    if (trc < 0) {
+      fprintf(stderr, "http_server: cannot make a certificate in %s: %s\n", o.tls_cert,
+              asyncio_strerror(trc));
+      return 1;
+    }
+  }
 
   int rc = asyncio_run(main_coro, &o, NULL);
+  SSL_CTX_free(o.tls);
   if (rc == -EINTR) {
     printf("\nKeyboard interrupt received, exiting.\n");
     return 0;
