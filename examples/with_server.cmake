@@ -6,13 +6,15 @@
 #         [-DSORT=1] [-DSERVER_LOG=<file>] [-DOUTPUT=<name> -DOUTPUT_EXPECTED=<file>]
 #         -P with_server.cmake
 #
-# In ARGS, @PORT@ is the server's port (with_server.sh puts it in) and
-# @WORKDIR@ the work directory.  Checks:
+# In ARGS, @PORT@ is the server's plain HTTP port and @TLSPORT@ its HTTPS
+# one (with_server.sh puts them in), @WORKDIR@ the work directory; the
+# server's certificate is @WORKDIR@/cert.pem.  Checks:
 #   - the client and the server exit 0 and write nothing to stderr;
-#   - the client's stdout is EXPECTED once the port number is replaced by
-#     PORT, every HH:MM:SS time of day by <time> and a padding of spaces
-#     before ":<TAB>" by one space; with SORT=1 its lines
-#     are sorted first (the log of concurrent work comes in any order);
+#   - the client's stdout is EXPECTED once the port numbers (after
+#     127.0.0.1:, 127.1: and localhost:) are replaced by PORT, every
+#     HH:MM:SS time of day by <time> and a padding of spaces before ":<TAB>"
+#     by one space; with SORT=1 its lines are sorted first (the log of
+#     concurrent work comes in any order);
 #   - SERVER_LOG: the server's request log, sorted, is that file;
 #   - OUTPUT: the file the client wrote in WORKDIR is OUTPUT_EXPECTED, its
 #     first line as it is and the others sorted.
@@ -60,9 +62,12 @@ foreach(who client server)
   endif()
 endforeach()
 
-# The port and the times of day change from run to run.
+# The ports and the times of day change from run to run.  127.1 is
+# 127.0.0.1 too (status_checker and crawler use it for a certificate that
+# does not match).
 function(normalize var)
-  string(REGEX REPLACE "127\\.0\\.0\\.1:[0-9]+" "127.0.0.1:PORT" text "${${var}}")
+  string(REGEX REPLACE "(127\\.0\\.0\\.1|127\\.1|localhost):[0-9]+" "\\1:PORT" text
+                       "${${var}}")
   string(REGEX REPLACE "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]" "<time>" text "${text}")
   # status_checker's f'{url:30}:' padding depends on how many digits the port has
   string(REGEX REPLACE "  +:\t" " :\t" text "${text}")
