@@ -11,7 +11,11 @@
  *     chunked, or up to EOF).  Like aiohttp's session it follows redirects
  *     (up to 10), limits the connections in flight to 100 (TCPConnector's
  *     limit, with a Semaphore) and has a timeout; raise_for_status()
- *     becomes a status >= 400 error.
+ *     becomes a status >= 400 error.  https URLs are fetched over TLS
+ *     (open_connection with ssl=) and, as aiohttp does by default, the
+ *     server's certificate must verify and match the URL's host: one
+ *     ssl.create_default_context() for the session, trusting the system's
+ *     CAs, or the certificates of the file given with --cafile.
  *   - parse(): the links of href="..." (HREF_RE), made absolute with a
  *     small urljoin() (RFC 3986 reference resolution), without duplicates
  *     (the Python set).  areq.py joins them with the URL it asked for; this
@@ -20,24 +24,25 @@
  *     which is what aiofiles does), one write() per page on a file opened
  *     with O_APPEND, so the lines of concurrent pages do not interleave.
  *   - bulk_crawl_and_write(): one write_one() per URL, run with gather().
- * A page that fails (404, connection refused, ...) is logged and skipped,
- * as areq.py does.  Like areq.py it reads one level of links, it does not
- * recurse.
+ * A page that fails (404, connection refused, a certificate that does not
+ * verify, ...) is logged and skipped, as areq.py does.  Like areq.py it
+ * reads one level of links, it does not recurse.
  *
- *   crawler [-i urls.txt] [-o foundurls.txt] [URL...]
+ *   crawler [-i urls.txt] [-o foundurls.txt] [--cafile FILE] [URL...]
  *
  * The URLs come from the command line, or from the file given with -i (one
  * per line; urls.txt when there are neither).  The output file
  * (foundurls.txt by default) is rewritten with the "source_url\tparsed_url"
  * header first.  The log goes to stdout in areq.py's format ("%H:%M:%S
- * LEVEL:name: message"; areq.py logs to stderr).  Only http:// URLs can be
- * fetched: the streams have no TLS yet, so https ones are logged as errors.
+ * LEVEL:name: message"; areq.py logs to stderr).  Only http:// and https://
+ * URLs can be fetched; others are logged as errors.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <asyncio.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +224,7 @@ typedef struct fetch_error {
 } fetch_error_t;
 
 static asyncio_semaphore_t *connections; /* TCPConnector(limit=100) */
+static SSL_CTX *tls_context;             /* for https: ssl.create_default_context([cafile]) */
 
 /* Appends n bytes to the response body, refusing to grow past MAX_BODY. */
 static int body_append(response_t *resp, const void *data, size_t n, size_t *cap) {
@@ -286,7 +292,11 @@ static int http_get(const url_parts_t *u, response_t *resp) {
   memset(resp, 0, sizeof *resp);
   asyncio_stream_reader_t *r;
   asyncio_stream_writer_t *w;
-  int rc = asyncio_open_connection(u->host, u->port, NULL, &r, &w);
+  /* https: TLS, the certificate checked against the host (server_hostname's default) */
+  asyncio_connection_options_t tls = {.ssl = tls_context};
+  asyncio_stream_options_t opts = {.connection = &tls};
+  bool https = strcmp(u->scheme, "https") == 0;
+  int rc = asyncio_open_connection(u->host, u->port, https ? &opts : NULL, &r, &w);
   if (rc < 0) return rc;
 
   char req[MAX_URL + 512];
@@ -396,10 +406,9 @@ static int fetch_html(const char *url, char **html, char *final, fetch_error_t *
       snprintf(err->message, sizeof err->message, "invalid URL");
       break;
     }
-    if (strcmp(u.scheme, "http") != 0) {
+    if (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0) {
       rc = -EPROTONOSUPPORT;
-      snprintf(err->message, sizeof err->message, "%s needs TLS, not available in streams yet",
-               u.scheme);
+      snprintf(err->message, sizeof err->message, "%s: not an http or https URL", u.scheme);
       break;
     }
     rc = http_get(&u, &resp);
@@ -628,7 +637,7 @@ static int add_url(crawl_t *c, const char *s, size_t len) {
 }
 
 int main(int argc, char **argv) {
-  const char *infile = NULL, *outfile = "foundurls.txt";
+  const char *infile = NULL, *outfile = "foundurls.txt", *cafile = NULL;
   crawl_t c = {0};
   int status = 0;
   int i = 1;
@@ -637,8 +646,11 @@ int main(int argc, char **argv) {
       infile = argv[++i];
     else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc)
       outfile = argv[++i];
+    else if (strcmp(argv[i], "--cafile") == 0 && i + 1 < argc)
+      cafile = argv[++i];
     else {
-      fprintf(stderr, "usage: crawler [-i urls.txt] [-o foundurls.txt] [URL...]\n");
+      fprintf(stderr,
+              "usage: crawler [-i urls.txt] [-o foundurls.txt] [--cafile FILE] [URL...]\n");
       return 2;
     }
   }
@@ -657,6 +669,15 @@ int main(int argc, char **argv) {
       fclose(f);
     }
   }
+  if (status == 0) { /* the session's context: redirects may lead to https, so always one */
+    int rc = asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_SERVER_AUTH, cafile, NULL,
+                                                &tls_context);
+    if (rc < 0) {
+      fprintf(stderr, "crawler: cannot make the TLS context%s%s: %s\n",
+              cafile ? " with CA file " : "", cafile ? cafile : "", asyncio_strerror(rc));
+      status = 2;
+    }
+  }
   FILE *out = status ? NULL : fopen(outfile, "w");
   if (!status && (!out || fputs("source_url\tparsed_url\n", out) < 0 || fclose(out) != 0)) {
     perror(outfile);
@@ -671,6 +692,7 @@ int main(int argc, char **argv) {
       status = 1;
     }
   }
+  SSL_CTX_free(tls_context);
   for (size_t k = 0; k < c.n; k++) free(c.urls[k]);
   free(c.urls);
   return status;
