@@ -7,7 +7,8 @@
 # async_iterator and async_generator take about ten seconds each; the whole
 # demo about a minute and a half).  The HTTP clients (status_checker,
 # crawler) run against examples/http_server serving examples/site, started
-# by examples/with_server.sh.  Exits non-zero if an example is missing (not
+# by examples/with_server.sh, over http and https (trusting the server's
+# throwaway certificate, which with_server.sh leaves in the work directory).  Exits non-zero if an example is missing (not
 # built) or fails.
 set -u
 
@@ -100,11 +101,11 @@ for client in status_checker crawler; do
   fi
   work=$(mktemp -d)
   if [ "$client" = crawler ]; then
-    set -- -o "$work/foundurls.txt" "http://127.0.0.1:@PORT@/" "http://127.0.0.1:@PORT@/about.html" \
-      "http://127.0.0.1:@PORT@/docs"
+    set -- -o "$work/foundurls.txt" --cafile "$work/cert.pem" "http://127.0.0.1:@PORT@/" \
+      "http://127.0.0.1:@PORT@/about.html" "https://127.0.0.1:@TLSPORT@/docs"
   else
-    set -- "http://127.0.0.1:@PORT@/" "http://127.0.0.1:@PORT@/about.html" \
-      "http://127.0.0.1:@PORT@/missing.html"
+    set -- --cafile "$work/cert.pem" "http://127.0.0.1:@PORT@/" \
+      "http://127.0.0.1:@PORT@/missing.html" "https://127.0.0.1:@TLSPORT@/about.html"
   fi
   sh "$root/examples/with_server.sh" "$work" "$dir/http_server" "$root/examples/site" \
     "$dir/$client" "$@"
