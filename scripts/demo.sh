@@ -8,8 +8,8 @@
 # demo about a minute and a half).  The HTTP clients (status_checker,
 # crawler) run against examples/http_server serving examples/site, started
 # by examples/with_server.sh, over http and https (trusting the server's
-# throwaway certificate, which with_server.sh leaves in the work directory).  Exits non-zero if an example is missing (not
-# built) or fails.
+# throwaway certificate, which with_server.sh leaves in the work
+# directory).  Exits non-zero if an example is missing (not built) or fails.
 set -u
 
 build=${1:-./build}
