@@ -277,6 +277,14 @@ static bool child_has(child_t *ch, const char *needle) {
   return memmem(ch->buf, ch->n, needle, strlen(needle)) != NULL;
 }
 
+/* How many times needle occurs in what the child wrote so far. */
+static int child_count(child_t *ch, const char *needle) {
+  (void)child_has(ch, needle);
+  int n = 0;
+  for (const char *p = ch->buf; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+  return n;
+}
+
 static bool child_exited(child_t *ch, int *status) {
   if (ch->pid < 0) return true;
   if (waitpid(ch->pid, status, WNOHANG) == ch->pid) {
@@ -410,6 +418,79 @@ TEST(client_vs_openssl_s_server) {
   tctx_free(&c);
   ASSERT_SOFT();
 }
+
+/*
+ * A new handshake in the middle of the connection, started by s_server
+ * from its stdin: "r" renegotiates (TLS 1.2), "k" / "K" send a TLS 1.3
+ * KeyUpdate (K asks ours to update too).  Our SSL_read then meets
+ * handshake records and must answer them (the records it writes while
+ * reading go out with the next flush); data keeps flowing both ways.
+ */
+typedef struct rekey {
+  tctx_t *c;
+  const char *version; /* -tls1_2 / -tls1_3 */
+  const char *command;
+} rekey_t;
+
+static int rekey_main(void *arg) {
+  rekey_t *rk = arg;
+  tctx_t *c = rk->c;
+  child_t *ch = calloc(1, sizeof *ch);
+  /* stdbuf: s_server reports the commands it ran with printf, which a pipe would hold back. */
+  char *argv[] = {"stdbuf", "-oL", "openssl", "s_server", (char *)rk->version, "-accept",
+                  "127.0.0.1:0", "-naccept", "1", "-cert", c->pki.cert_pem, "-key",
+                  c->pki.key_pem, NULL};
+  CHECK_RC(child_spawn(ch, argv), 0);
+  if (ch->pid < 0) goto out;
+  WAIT_UNTIL(child_has(ch, "ACCEPT 127.0.0.1:") && strchr(strstr(ch->buf, "ACCEPT"), '\n'));
+  int port = atoi(strstr(ch->buf, "ACCEPT 127.0.0.1:") + strlen("ACCEPT 127.0.0.1:"));
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(tls_connect(c->cctx, "localhost", &c->cli, port, &t), 0);
+  if (!t) goto out;
+  SSL *ssl = asyncio_transport_get_ssl_object(t);
+  int before = ssl ? (int)SSL_total_renegotiations(ssl) : 0;
+  for (int round = 0; round < 3; round++) {
+    char cmd[8];
+    snprintf(cmd, sizeof cmd, "%s\n", rk->command);
+    CHECK(write(ch->in, cmd, strlen(cmd)) == (ssize_t)strlen(cmd));
+    /* s_server drops the rest of a stdin read that held a command: wait for it to act. */
+    WAIT_UNTIL(child_count(ch, "SSL_do_handshake -> ") == round + 1);
+    char line[64];
+    int k = snprintf(line, sizeof line, "%d after %s from s_server\n", round, rk->command);
+    size_t had = c->cli.nrecv;
+    CHECK(write(ch->in, line, (size_t)k) == k);
+    WAIT_UNTIL(c->cli.nrecv >= had + (size_t)k);
+    CHECK(c->cli.ndata >= (size_t)k && memcmp(c->cli.data + c->cli.ndata - k, line, (size_t)k) == 0);
+    k = snprintf(line, sizeof line, "%d after %s from asyncio\n", round, rk->command);
+    CHECK_RC(asyncio_transport_write(t, line, (size_t)k), 0);
+    WAIT_UNTIL(child_has(ch, line));
+  }
+  if (ssl && strcmp(rk->command, "r") == 0) CHECK((int)SSL_total_renegotiations(ssl) > before);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == 0);
+  int status = 0;
+  WAIT_UNTIL(child_exited(ch, &status));
+out:
+  child_end(ch);
+  free(ch);
+  return 0;
+}
+
+static void run_rekey(const char *version, const char *command) {
+  if (!have_openssl_cli()) skip();
+  static tctx_t c;
+  tctx_init(&c);
+  assert_int_equal(tls_files(&c.pki), 0);
+  rekey_t rk = {&c, version, command};
+  assert_ok(run_main(rekey_main, &rk));
+  tctx_free(&c);
+  ASSERT_SOFT();
+}
+
+TEST(s_server_renegotiates_tls12) { run_rekey("-tls1_2", "r"); }
+TEST(s_server_key_update_tls13) { run_rekey("-tls1_3", "k"); }
+TEST(s_server_key_update_requested_tls13) { run_rekey("-tls1_3", "K"); }
 
 /* ---- 2. openssl s_client against our server ------------------------------------------ */
 
