@@ -910,7 +910,14 @@ static int tls_new(asyncio_loop_t *loop, const asyncio__tls_params_t *p,
   BIO_set_mem_eof_return(tls->in, -1);
   BIO_set_mem_eof_return(tls->out, -1);
   SSL_set_bio(tls->ssl, tls->in, tls->out);
-  SSL_set_mode(tls->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /*
+   * Partial writes and a moving buffer: what SSL_write does not take now is
+   * retried from the backlog's copy.  Released buffers: an idle connection
+   * gives OpenSSL's 16 KiB record buffers back, as CPython's contexts do
+   * (bpo-25672), so a server's idle connections cost little.
+   */
+  SSL_set_mode(tls->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                             SSL_MODE_RELEASE_BUFFERS);
   if (p->server_side) {
     SSL_set_accept_state(tls->ssl);
   } else {
