@@ -369,6 +369,8 @@ void asyncio__transport_force_close(asyncio_transport_t *t, int error) {
   if (t->dead) return;
   if (t->kind == ASYNCIO__TK_TLS)
     asyncio__tls_force_close(t, error);
+  else if (t->kind == ASYNCIO__TK_SUBPROCESS)
+    asyncio__subprocess_close(t);
   else
     force_close(t, error);
 }
@@ -398,6 +400,7 @@ ASYNCIO_API int asyncio_transport_close(asyncio_transport_t *t) {
   int rc = check_t(t);
   if (rc) return rc;
   if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_close(t);
+  if (UNLIKELY(t->kind == ASYNCIO__TK_SUBPROCESS)) return asyncio__subprocess_close(t);
   if (t->kind == ASYNCIO__TK_WRITE_PIPE) {
     if (!t->closing) return asyncio_transport_write_eof(t);
     return 0;
@@ -417,6 +420,7 @@ ASYNCIO_API int asyncio_transport_abort(asyncio_transport_t *t) {
   int rc = check_t(t);
   if (rc) return rc;
   if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_abort(t);
+  if (UNLIKELY(t->kind == ASYNCIO__TK_SUBPROCESS)) return -EOPNOTSUPP; /* SubprocessTransport has none */
   if (t->kind == ASYNCIO__TK_WRITE_PIPE || t->kind == ASYNCIO__TK_READ_PIPE)
     pipe_close_now(t, 0);
   else
@@ -692,13 +696,14 @@ static void read_ready(int fd, void *arg) {
 }
 
 ASYNCIO_API bool asyncio_transport_is_reading(const asyncio_transport_t *t) {
-  return t && !t->dead && !t->closing && !t->paused && t->kind != ASYNCIO__TK_WRITE_PIPE;
+  return t && !t->dead && !t->closing && !t->paused && t->kind != ASYNCIO__TK_WRITE_PIPE &&
+         t->kind != ASYNCIO__TK_SUBPROCESS;
 }
 
 ASYNCIO_API int asyncio_transport_pause_reading(asyncio_transport_t *t) {
   int rc = check_t(t);
   if (rc) return rc;
-  if (t->kind == ASYNCIO__TK_WRITE_PIPE) return -EOPNOTSUPP;
+  if (t->kind == ASYNCIO__TK_WRITE_PIPE || t->kind == ASYNCIO__TK_SUBPROCESS) return -EOPNOTSUPP;
   if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_pause_reading(t);
   if (!asyncio_transport_is_reading(t)) return 0;
   t->paused = 1;
@@ -709,7 +714,7 @@ ASYNCIO_API int asyncio_transport_pause_reading(asyncio_transport_t *t) {
 ASYNCIO_API int asyncio_transport_resume_reading(asyncio_transport_t *t) {
   int rc = check_t(t);
   if (rc) return rc;
-  if (t->kind == ASYNCIO__TK_WRITE_PIPE) return -EOPNOTSUPP;
+  if (t->kind == ASYNCIO__TK_WRITE_PIPE || t->kind == ASYNCIO__TK_SUBPROCESS) return -EOPNOTSUPP;
   if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_resume_reading(t);
   if (t->closing || !t->paused) return 0;
   t->paused = 0;
@@ -822,7 +827,9 @@ static void write_ready(int fd, void *arg) {
 }
 
 static int write_iov(asyncio_transport_t *t, const struct iovec *iov, int iovcnt) {
-  if (t->kind == ASYNCIO__TK_DATAGRAM || t->kind == ASYNCIO__TK_READ_PIPE) return -EOPNOTSUPP;
+  if (t->kind == ASYNCIO__TK_DATAGRAM || t->kind == ASYNCIO__TK_READ_PIPE ||
+      t->kind == ASYNCIO__TK_SUBPROCESS)
+    return -EOPNOTSUPP;
   if (t->eof) return -EPIPE; /* "Cannot call write() after write_eof()" */
   size_t total = 0;
   for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
@@ -933,6 +940,7 @@ ASYNCIO_API int asyncio_transport_set_write_buffer_limits(asyncio_transport_t *t
                                                           ssize_t low) {
   int rc = check_t(t);
   if (rc) return rc;
+  if (t->kind == ASYNCIO__TK_SUBPROCESS) return -EOPNOTSUPP;
   /* In size_t: Python's 4 * low cannot overflow, ours saturates instead
    * of wrapping into a refusal (or, in ssize_t, undefined behaviour). */
   size_t h, l;
@@ -956,6 +964,7 @@ ASYNCIO_API int asyncio_transport_set_write_buffer_limits(asyncio_transport_t *t
 ASYNCIO_API int asyncio_transport_get_write_buffer_limits(const asyncio_transport_t *t,
                                                           size_t *low, size_t *high) {
   if (!t) return -EINVAL;
+  if (t->kind == ASYNCIO__TK_SUBPROCESS) return -EOPNOTSUPP;
   if (low) *low = t->low;
   if (high) *high = t->high;
   return 0;
@@ -1161,6 +1170,7 @@ ASYNCIO_API int asyncio_transport_sendto(asyncio_transport_t *t, const void *dat
 
 ASYNCIO_API int asyncio_transport_get_fd(const asyncio_transport_t *t) {
   if (t && !t->dead && t->kind == ASYNCIO__TK_TLS) return asyncio__tls_get_fd(t);
+  if (t && !t->dead && t->kind == ASYNCIO__TK_SUBPROCESS) return -EOPNOTSUPP; /* no one descriptor */
   if (!t || t->dead || t->fd < 0) return -EINVAL;
   return t->fd;
 }

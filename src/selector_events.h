@@ -50,12 +50,15 @@ enum {
   ASYNCIO__TK_READ_PIPE,  /* _UnixReadPipeTransport */
   ASYNCIO__TK_WRITE_PIPE, /* _UnixWritePipeTransport */
   ASYNCIO__TK_TLS,        /* sslproto._SSLProtocolTransport (sslproto.c) */
+  ASYNCIO__TK_SUBPROCESS, /* base_subprocess.BaseSubprocessTransport (base_subprocess.c) */
 };
 
 /*
  * The transport object.  Shared with sslproto.c, whose app transports are
  * this struct too (kind ASYNCIO__TK_TLS, fd -1, no write buffer of their
- * own): the public transport calls dispatch on kind.
+ * own), and with base_subprocess.c, whose subprocess transports start with
+ * it (kind ASYNCIO__TK_SUBPROCESS, fd -1): the public transport calls
+ * dispatch on kind.
  */
 typedef struct wchunk wchunk_t;
 typedef struct dgram dgram_t;
@@ -324,6 +327,11 @@ void asyncio__tls_control_app_writing(asyncio_transport_t *app);
 void asyncio__tls_force_close(asyncio_transport_t *app, int err);
 void asyncio__tls_bufs_free(asyncio__net_t *net); /* loop close */
 #define ASYNCIO__TLS_WRITE_HIGH ((size_t)512 * 1024) /* FLOW_CONTROL_HIGH_WATER_SSL_WRITE */
+
+/* ---- subprocess transports (base_subprocess.c) ----------------------------------------- */
+
+/* BaseSubprocessTransport.close() (kind ASYNCIO__TK_SUBPROCESS, checked by the caller). */
+int asyncio__subprocess_close(asyncio_transport_t *t);
 
 /* selector_events.c: _force_close(exc) for any transport. */
 void asyncio__transport_force_close(asyncio_transport_t *t, int err);

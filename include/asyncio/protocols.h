@@ -13,14 +13,18 @@
  *   - BufferedProtocol:  get_buffer + buffer_updated (they win over
  *                        data_received when both are set);
  *   - DatagramProtocol:  datagram_received + error_received;
- *   - SubprocessProtocol: the pipe_* and process_exited slots, reserved for
- *                        subprocess transports.
+ *   - SubprocessProtocol: the pipe_* and process_exited slots (with
+ *                        connection_made / connection_lost and
+ *                        pause_writing / resume_writing for stdin), for
+ *                        subprocess transports (asyncio/subprocess.h).
  *
  * Call order (as Python documents it): connection_made exactly once, then
  * data (data_received or get_buffer/buffer_updated) any number of times,
  * then at most one eof_received, then connection_lost exactly once.  For
  * datagram transports, datagram_received / error_received come between
- * connection_made and connection_lost.  pause_writing / resume_writing
+ * connection_made and connection_lost; for subprocess transports, the
+ * pipe_* callbacks and process_exited do (asyncio_loop_subprocess_exec
+ * has the details).  pause_writing / resume_writing
  * alternate, starting with pause_writing.
  *
  * Callbacks run on the loop thread, from the ready queue or from inside a
@@ -116,11 +120,22 @@ typedef struct asyncio_protocol {
    */
   void (*error_received)(asyncio_transport_t *transport, int error, void *protocol);
 
-  /* ---- SubprocessProtocol (reserved for subprocess transports) ---- */
+  /*
+   * ---- SubprocessProtocol (asyncio_loop_subprocess_exec / _shell) ----
+   * transport is the subprocess transport, never a pipe's.
+   */
+
+  /* The child wrote to stdout (fd 1) or stderr (fd 2) (pipe_data_received(fd, data)). */
   void (*pipe_data_received)(asyncio_transport_t *transport, int fd, const void *data, size_t n,
                              void *protocol);
+  /*
+   * The pipe of fd (0, 1 or 2) is closed (pipe_connection_lost(fd, exc)):
+   * error 0 for EOF or a clean close, else the pipe's error.  The pipe
+   * transport is freed when it returns.
+   */
   void (*pipe_connection_lost)(asyncio_transport_t *transport, int fd, int error,
                                void *protocol);
+  /* The child exited and was reaped (process_exited()); get_returncode is set. */
   void (*process_exited)(asyncio_transport_t *transport, void *protocol);
 } asyncio_protocol_t;
 

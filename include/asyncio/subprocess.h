@@ -2,7 +2,9 @@
  * asyncio/subprocess.h - child processes (Python: asyncio.subprocess:
  * create_subprocess_exec, create_subprocess_shell, Process; the transport
  * under it is base_subprocess / unix_events' _UnixSubprocessTransport with
- * PidfdChildWatcher).
+ * PidfdChildWatcher).  Also the protocol form of the same thing, further
+ * down: loop.subprocess_exec / loop.subprocess_shell with a
+ * SubprocessTransport and a SubprocessProtocol (asyncio/protocols.h).
  *
  * A child is started with fork + execve; its standard streams can be
  * pipes, wrapped in a StreamWriter (stdin) and StreamReaders (stdout,
@@ -70,7 +72,11 @@ typedef struct asyncio_subprocess_options {
    * one used to find the program, as Python's subprocess does.
    */
   char *const *env;
-  size_t limit; /* the stdout / stderr readers' buffer limit (limit=); 0 = ASYNCIO_STREAM_LIMIT */
+  /*
+   * The stdout / stderr readers' buffer limit (limit=); 0 = ASYNCIO_STREAM_LIMIT.
+   * Stream form only: loop.subprocess_exec has no limit (-EINVAL if set).
+   */
+  size_t limit;
 } asyncio_subprocess_options_t;
 
 /*
@@ -174,6 +180,128 @@ asyncio_stream_reader_t *asyncio_process_stderr(const asyncio_process_t *process
  * again once the task is done).  Works after the loop was closed.
  */
 int asyncio_process_free(asyncio_process_t *process);
+
+/* ---- the protocol form: loop.subprocess_exec / subprocess_shell --------------------------- */
+
+/*
+ * Starts `file` with arguments argv, as asyncio_create_subprocess_exec
+ * does (same PATH lookup, close_fds, restore_signals, exec errors), and
+ * connects it to a protocol made by factory
+ * (loop.subprocess_exec(protocol_factory, program, *args, stdin, stdout,
+ * stderr, cwd, env)).  The transport (*transport) is a SubprocessTransport,
+ * an asyncio_transport_t of its own kind, and the protocol is a
+ * SubprocessProtocol (asyncio/protocols.h): it gets
+ *   connection_made(transport)            once, first, after the pipes are connected;
+ *   pipe_data_received(transport, fd, ..) for fd 1 (stdout) and 2 (stderr);
+ *   pipe_connection_lost(transport, fd, error)  once per pipe (0, 1, 2) when it
+ *                                         closes (error 0 for EOF / a clean close);
+ *   process_exited(transport)             once, when the child has exited and been
+ *                                         reaped (get_returncode is set before);
+ *   connection_lost(transport, 0)         once, last: after process_exited AND every
+ *                                         pipe_connection_lost (_try_finish);
+ *   pause_writing / resume_writing        the stdin pipe's flow control.
+ * A pipe's data always comes before its pipe_connection_lost; process_exited
+ * may come before or after the pipes' callbacks.  Writing to stdin is
+ * asyncio_transport_write(asyncio_subprocess_transport_get_pipe_transport(
+ * t, 0), ...), closing it asyncio_transport_write_eof / _close on that pipe.
+ *
+ * Options.  NULL options are Python's defaults for subprocess_exec: stdin,
+ * stdout and stderr are all PIPE.  Given options are taken as written, as
+ * for asyncio_create_subprocess_exec: a zeroed struct inherits all three
+ * (ASYNCIO_SUBPROCESS_INHERIT is 0, Python's None); set the fields to
+ * ASYNCIO_SUBPROCESS_PIPE to get pipes.  limit must be 0.  Python's
+ * ValueErrors for universal_newlines / text / encoding / errors, bufsize
+ * != 0 and shell=True have no C counterpart: data is bytes, pipes are
+ * unbuffered, and exec is never a shell.
+ *
+ * Suspends the calling task until connection_made has run (a cancellation
+ * point).  The factory is called once the child runs and its pipes are
+ * connected (Python calls it first): when the call fails before that, no
+ * protocol was made and no callback is ever called; the child, if
+ * started, is killed and reaped in the background.  If it is cancelled
+ * after the factory ran, the transport is closed (the child killed) and
+ * the protocol still gets its callbacks up to connection_lost (what
+ * Python's transp.close() does there); *transport stays NULL.
+ *
+ * Lifetime.  The transport is owned by the loop, like every transport: it
+ * lives until its protocol's connection_lost has returned, and is freed
+ * then; the pipe transports each until their pipe_connection_lost has
+ * returned.  asyncio_transport_close (BaseSubprocessTransport.close())
+ * closes the pipes (stdin after its buffered data) and kills the child
+ * with SIGKILL if it has not exited; the callbacks above still come,
+ * exactly once each.  A transport nobody closes whose child keeps
+ * running stays until the loop is closed: then the child is killed and
+ * reaped (no zombie) and the transport freed without callbacks.
+ * Generic transport calls on it: close, is_closing, get_protocol,
+ * set_protocol, get_loop work; get_write_buffer_size is 0,
+ * is_reading / can_write_eof false; get_peername / get_sockname
+ * -ENOTCONN; write, writelines, write_eof, abort, pause_reading,
+ * resume_reading, get_fd, get/set_write_buffer_limits, sendto and
+ * loop.sendfile return -EOPNOTSUPP.
+ *
+ * Returns 0 with *transport and *instance (nullable) set; -EINVAL (NULL
+ * loop / factory / transport / file / argv / argv[0], a bad mode, STDOUT
+ * for stdin or stdout, limit set, a factory that gives no protocol
+ * table); -EBADF (a passed descriptor that is not open); ASYNCIO_ENOTASK
+ * (not called from a task of loop); ASYNCIO_ECLOSED; ASYNCIO_EWRONGTHREAD;
+ * -ECANCELED; -ENOMEM; the factory's error; the errors that kept the
+ * program from starting (-ENOENT, -EACCES, -ENOEXEC, ...) and those of
+ * pipe2 / fork; -ENOTCONN when a pipe transport failed while it was being
+ * connected.
+ */
+int asyncio_loop_subprocess_exec(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
+                                 void *factory_arg, const char *file, char *const argv[],
+                                 const asyncio_subprocess_options_t *options,
+                                 asyncio_transport_t **transport, void **instance);
+
+/*
+ * Runs cmd with /bin/sh -c (loop.subprocess_shell(protocol_factory, cmd,
+ * ...)).  As asyncio_loop_subprocess_exec (-EINVAL for a NULL cmd; a
+ * command the shell cannot find is its exit code 127, not an error).
+ */
+int asyncio_loop_subprocess_shell(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory,
+                                  void *factory_arg, const char *cmd,
+                                  const asyncio_subprocess_options_t *options,
+                                  asyncio_transport_t **transport, void **instance);
+
+/*
+ * SubprocessTransport.get_pid(): the child's pid; -EINVAL for NULL or a
+ * transport that is not a subprocess transport.  Stays valid after the
+ * exit (do not signal it yourself then).
+ */
+pid_t asyncio_subprocess_transport_get_pid(const asyncio_transport_t *transport);
+
+/*
+ * SubprocessTransport.get_returncode(): returns 1 and stores the exit
+ * status in *returncode once the child has exited and been reaped (>= 0
+ * an exit code, -N killed by signal N), 0 while it runs (None), -EINVAL
+ * (NULL, not a subprocess transport, NULL returncode).  Never suspends.
+ */
+int asyncio_subprocess_transport_get_returncode(const asyncio_transport_t *transport,
+                                                int *returncode);
+
+/*
+ * SubprocessTransport.get_pipe_transport(fd): the pipe transport of fd 0
+ * (stdin: a write pipe), 1 or 2 (read pipes), or NULL when that stream is
+ * not a pipe, fd is not 0..2, transport is not a subprocess transport, or
+ * the pipe is gone: a pipe transport is freed once its
+ * pipe_connection_lost has returned (Python keeps the closed object).
+ * Borrowed: the loop owns it.
+ */
+asyncio_transport_t *asyncio_subprocess_transport_get_pipe_transport(
+    const asyncio_transport_t *transport, int fd);
+
+/*
+ * SubprocessTransport.send_signal(sig) / terminate() (SIGTERM) / kill()
+ * (SIGKILL).  Never suspend.  Return 0; -ESRCH once the child has been
+ * reaped (Python ignores ProcessLookupError until connection_lost, then
+ * raises it; here the reaped pid is never signalled, since it may name
+ * another process by then); -EINVAL (NULL, not a subprocess transport,
+ * sig outside 0..NSIG-1); ASYNCIO_EWRONGTHREAD; the error of kill(2).
+ */
+int asyncio_subprocess_transport_send_signal(asyncio_transport_t *transport, int sig);
+int asyncio_subprocess_transport_terminate(asyncio_transport_t *transport);
+int asyncio_subprocess_transport_kill(asyncio_transport_t *transport);
 
 #ifdef __cplusplus
 }
