@@ -113,25 +113,46 @@ static void try_finish(subproc_t *sp) {
   if (sp->live) schedule_connection_lost(sp); /* else sub_start does, after the pending ones */
 }
 
-static void deliver(subproc_t *sp, const pending_t *e) {
+/* A pipe's lost event was delivered (or dropped): forget it; a held one is freed. */
+static void pipe_gone(subproc_t *sp, int fd, int held) {
+  asyncio_transport_t *pt = sp->pipes[fd];
+  sp->pipes[fd] = NULL;
+  if (held && pt) asyncio__transport_unhold(pt);
+}
+
+static void deliver(subproc_t *sp, const pending_t *e, int held) {
   asyncio_transport_t *t = &sp->t;
   const asyncio_protocol_t *p = t->proto; /* read each time: set_protocol may change it */
-  if (!p) return;
   if (e->type == EV_PIPE_LOST) {
-    if (p->pipe_connection_lost) p->pipe_connection_lost(t, e->fd, e->error, t->inst);
-  } else if (p->process_exited) {
+    if (p && p->pipe_connection_lost) p->pipe_connection_lost(t, e->fd, e->error, t->inst);
+    pipe_gone(sp, e->fd, held);
+  } else if (p && p->process_exited) {
     p->process_exited(t, t->inst);
   }
 }
 
-/* _call: straight to the protocol once live, else kept for sub_start. */
+/*
+ * _call: straight to the protocol once live, else kept for sub_start.  A
+ * pipe lost meanwhile is held (allocated, dead) until its event is
+ * delivered, so get_pipe_transport still answers it, as Python's does.
+ */
 static void event(subproc_t *sp, int type, int fd, int error) {
   pending_t e = {(uint8_t)type, (uint8_t)fd, error};
-  if (sp->live)
-    deliver(sp, &e);
-  else
+  if (sp->live) {
+    deliver(sp, &e, 0);
+  } else {
+    if (type == EV_PIPE_LOST && sp->pipes[fd]) sp->pipes[fd]->holds++;
     sp->pending[sp->npending++] = e; /* at most four: three pipes and the exit */
+  }
   try_finish(sp);
+}
+
+/* Drops the pending events without delivering them (abandoned, loop close). */
+static void drop_pending(subproc_t *sp) {
+  uint8_t n = sp->npending;
+  sp->npending = 0;
+  for (uint8_t i = 0; i < n; i++)
+    if (sp->pending[i].type == EV_PIPE_LOST) pipe_gone(sp, sp->pending[i].fd, 1);
 }
 
 /* _process_exited: returncode is set (spawn.c) before the protocol hears of it. */
@@ -154,9 +175,8 @@ static void pipe_lost(asyncio_transport_t *pt, int error, void *inst) {
   (void)pt;
   pipe_proto_t *pp = inst;
   subproc_t *sp = pp->sp;
-  sp->pipes[pp->fd] = NULL; /* freed when this returns */
   sp->lost[pp->fd] = 1;
-  event(sp, EV_PIPE_LOST, pp->fd, error);
+  event(sp, EV_PIPE_LOST, pp->fd, error); /* pt is freed when this returns, unless held */
 }
 
 static void pipe_data(asyncio_transport_t *pt, const void *data, size_t n, void *inst) {
@@ -221,7 +241,7 @@ static void sub_start(void *arg) {
   }
   uint8_t n = sp->npending;
   sp->npending = 0;
-  for (uint8_t i = 0; i < n; i++) deliver(sp, &sp->pending[i]);
+  for (uint8_t i = 0; i < n; i++) deliver(sp, &sp->pending[i], 1);
   if (sp->finished) schedule_connection_lost(sp);
 }
 
@@ -242,7 +262,7 @@ static void abandon(subproc_t *sp) {
   t->proto = NULL;
   t->inst = NULL;
   sp->live = 1;
-  sp->npending = 0;
+  drop_pending(sp);
   asyncio__subprocess_close(t);
   if (sp->finished) schedule_connection_lost(sp);
 }
@@ -253,6 +273,7 @@ static void sub_destroy(asyncio__res_t *r) {
   asyncio_transport_t *t = &sp->t;
   asyncio__res_unlink(t->loop, r);
   asyncio__spawn_kill_reap(&sp->child);
+  drop_pending(sp); /* held pipes are dead: no longer loop resources */
   for (int i = 0; i < 3; i++)
     if (sp->unconnected[i] >= 0) close(sp->unconnected[i]);
   /* Reserved handles never queued go back; queued ones went with the ready queue. */
