@@ -14,19 +14,17 @@
  * and stdin's pause/resume_writing to the subprocess protocol with the
  * subprocess transport as its transport.
  *
- * Order.  Python queues every event in _pending_calls until the pipes are
- * connected and connection_made is scheduled, then delivers them with
- * call_soon.  Here the read pipes are paused from their own
- * connection_made until the subprocess's connection_made has run, so no
- * data can arrive before it; the only events that can (a pipe lost, the
- * exit) are kept in a fixed array of four and delivered right after
- * connection_made.  From then on events are delivered as they happen:
- * they already come from the loop (a pipe transport's I/O callback or its
- * connection_lost handle, the pidfd's reader), never from inside a call
- * of the user.  connection_lost goes through a handle reserved when the
- * transport was made, once the child was reaped and every pipe lost
- * (_try_finish); the creating task's wakeup is queued before it, so the
- * call returns a transport that is still alive.
+ * Order.  As Python's _pending_calls: until connection_made has run,
+ * events are kept in a FIFO (data copied; a pipe's loss and the exit use
+ * entries embedded in the record, so they cannot fail), and delivered in
+ * order right after connection_made.  From then on events are delivered as
+ * they happen: they already come from the loop (a pipe transport's I/O
+ * callback or its connection_lost handle, the pidfd's reader), never from
+ * inside a call of the user, so Python's extra call_soon is not needed.
+ * connection_lost goes through a handle reserved when the transport was
+ * made, once the child was reaped and every pipe lost (_try_finish); the
+ * creating task's wakeup is queued before it, so the call returns a
+ * transport that is still alive.
  *
  * Ownership.  The record is a loop resource; it is freed after its
  * protocol's connection_lost returns (or when the creating task, which
@@ -53,11 +51,19 @@ typedef struct pipe_proto {
   int fd;
 } pipe_proto_t;
 
-enum { EV_PIPE_LOST, EV_EXITED };
+enum { EV_DATA, EV_PIPE_LOST, EV_EXITED };
 
+/*
+ * An event kept until connection_made (_pending_calls).  The exit and the
+ * pipes' losses are embedded in the record, so they are never lost for
+ * lack of memory; data is copied into an allocated one (its bytes follow
+ * the struct).
+ */
 typedef struct pending {
+  struct pending *next;
   uint8_t type, fd;
   int error;
+  size_t len;
 } pending_t;
 
 struct subproc {
@@ -68,11 +74,10 @@ struct subproc {
   int unconnected[3];    /* our ends of pipes not yet made transports, or -1 */
   uint8_t has_pipe[3];   /* a pipe transport was or will be made for fd */
   uint8_t lost[3];       /* its connection_lost ran */
-  uint8_t read_paused[3]; /* paused by us until connection_made */
   uint8_t live;          /* connection_made ran (or abandoned): deliver at once */
   uint8_t finished;      /* _finished */
-  uint8_t npending;
-  pending_t pending[4]; /* at most: three pipes lost and the exit */
+  pending_t *phead, *ptail; /* events before connection_made, in order */
+  pending_t ev_lost[3], ev_exit;
 };
 
 static subproc_t *sub_of(const asyncio_transport_t *t) { return (subproc_t *)(uintptr_t)t; }
@@ -120,15 +125,40 @@ static void pipe_gone(subproc_t *sp, int fd, int held) {
   if (held && pt) asyncio__transport_unhold(pt);
 }
 
-static void deliver(subproc_t *sp, const pending_t *e, int held) {
+static void deliver(subproc_t *sp, int type, int fd, int error, const void *data, size_t n,
+                    int held) {
   asyncio_transport_t *t = &sp->t;
   const asyncio_protocol_t *p = t->proto; /* read each time: set_protocol may change it */
-  if (e->type == EV_PIPE_LOST) {
-    if (p && p->pipe_connection_lost) p->pipe_connection_lost(t, e->fd, e->error, t->inst);
-    pipe_gone(sp, e->fd, held);
+  if (type == EV_DATA) {
+    if (p && p->pipe_data_received) p->pipe_data_received(t, fd, data, n, t->inst);
+  } else if (type == EV_PIPE_LOST) {
+    if (p && p->pipe_connection_lost) p->pipe_connection_lost(t, fd, error, t->inst);
+    pipe_gone(sp, fd, held);
   } else if (p && p->process_exited) {
     p->process_exited(t, t->inst);
   }
+}
+
+static void push(subproc_t *sp, pending_t *e) {
+  e->next = NULL;
+  if (sp->ptail)
+    sp->ptail->next = e;
+  else
+    sp->phead = e;
+  sp->ptail = e;
+}
+
+/* Takes the next pending event: 1, with *e (free it with pend_free), or 0. */
+static int pop(subproc_t *sp, pending_t **e) {
+  *e = sp->phead;
+  if (!*e) return 0;
+  sp->phead = (*e)->next;
+  if (!sp->phead) sp->ptail = NULL;
+  return 1;
+}
+
+static void pend_free(pending_t *e) {
+  if (e->type == EV_DATA) asyncio__free(e, sizeof *e + e->len);
 }
 
 /*
@@ -137,22 +167,27 @@ static void deliver(subproc_t *sp, const pending_t *e, int held) {
  * delivered, so get_pipe_transport still answers it, as Python's does.
  */
 static void event(subproc_t *sp, int type, int fd, int error) {
-  pending_t e = {(uint8_t)type, (uint8_t)fd, error};
   if (sp->live) {
-    deliver(sp, &e, 0);
+    deliver(sp, type, fd, error, NULL, 0, 0);
   } else {
+    pending_t *e = type == EV_EXITED ? &sp->ev_exit : &sp->ev_lost[fd];
+    e->type = (uint8_t)type;
+    e->fd = (uint8_t)fd;
+    e->error = error;
+    e->len = 0;
     if (type == EV_PIPE_LOST && sp->pipes[fd]) sp->pipes[fd]->holds++;
-    sp->pending[sp->npending++] = e; /* at most four: three pipes and the exit */
+    push(sp, e);
   }
   try_finish(sp);
 }
 
 /* Drops the pending events without delivering them (abandoned, loop close). */
 static void drop_pending(subproc_t *sp) {
-  uint8_t n = sp->npending;
-  sp->npending = 0;
-  for (uint8_t i = 0; i < n; i++)
-    if (sp->pending[i].type == EV_PIPE_LOST) pipe_gone(sp, sp->pending[i].fd, 1);
+  pending_t *e;
+  while (pop(sp, &e)) {
+    if (e->type == EV_PIPE_LOST) pipe_gone(sp, e->fd, 1);
+    pend_free(e);
+  }
 }
 
 /* _process_exited: returncode is set (spawn.c) before the protocol hears of it. */
@@ -166,9 +201,6 @@ static void pipe_made(asyncio_transport_t *pt, void *inst) {
   pipe_proto_t *pp = inst;
   subproc_t *sp = pp->sp;
   sp->pipes[pp->fd] = pt;
-  /* No data before the subprocess protocol's connection_made (Python queues it). */
-  if (pp->fd != 0 && !sp->live && asyncio_transport_pause_reading(pt) == 0)
-    sp->read_paused[pp->fd] = 1;
 }
 
 static void pipe_lost(asyncio_transport_t *pt, int error, void *inst) {
@@ -180,11 +212,24 @@ static void pipe_lost(asyncio_transport_t *pt, int error, void *inst) {
 }
 
 static void pipe_data(asyncio_transport_t *pt, const void *data, size_t n, void *inst) {
-  (void)pt;
   pipe_proto_t *pp = inst;
-  asyncio_transport_t *t = &pp->sp->t;
-  if (t->proto && t->proto->pipe_data_received)
-    t->proto->pipe_data_received(t, pp->fd, data, n, t->inst);
+  subproc_t *sp = pp->sp;
+  if (sp->live) {
+    deliver(sp, EV_DATA, pp->fd, 0, data, n, 0);
+    return;
+  }
+  /* Before connection_made: a copy, in order with the other events. */
+  pending_t *e = asyncio__alloc(sizeof *e + n);
+  if (!e) {
+    asyncio__transport_force_close(pt, -ENOMEM); /* as a transport that cannot buffer */
+    return;
+  }
+  e->type = EV_DATA;
+  e->fd = (uint8_t)pp->fd;
+  e->error = 0;
+  e->len = n;
+  memcpy(e + 1, data, n);
+  push(sp, e);
 }
 
 static void pipe_pause_writing(asyncio_transport_t *pt, void *inst) {
@@ -225,13 +270,7 @@ static int pipe_factory(void *arg, const asyncio_protocol_t **p, void **inst) {
 static void sub_start(void *arg) {
   subproc_t *sp = arg;
   asyncio_transport_t *t = &sp->t;
-  sp->live = 1;
   t->started = 1;
-  /* Reading restarts at the next poll: after everything below. */
-  for (int i = 1; i < 3; i++) {
-    if (sp->read_paused[i] && sp->pipes[i]) asyncio_transport_resume_reading(sp->pipes[i]);
-    sp->read_paused[i] = 0;
-  }
   if (t->proto && t->proto->connection_made) t->proto->connection_made(t, t->inst);
   if (t->waiter) {
     asyncio_future_t *w = t->waiter;
@@ -239,9 +278,13 @@ static void sub_start(void *arg) {
     if (!asyncio_future_done(w)) asyncio_future_set_result(w, 0, NULL);
     asyncio__future_unref(w);
   }
-  uint8_t n = sp->npending;
-  sp->npending = 0;
-  for (uint8_t i = 0; i < n; i++) deliver(sp, &sp->pending[i], 1);
+  /* What happened meanwhile, in order; new events still queue behind it. */
+  pending_t *e;
+  while (pop(sp, &e)) {
+    deliver(sp, e->type, e->fd, e->error, e + 1, e->len, 1);
+    pend_free(e);
+  }
+  sp->live = 1;
   if (sp->finished) schedule_connection_lost(sp);
 }
 
