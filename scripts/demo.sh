@@ -58,6 +58,7 @@ getnameinfo
 chat_server --demo
 signal_handler
 subprocess
+subprocess_protocol
 file_io'
 
 if [ ! -d "$dir" ]; then
