@@ -14,6 +14,10 @@
  * them).  Every transport reaches connection_lost exactly once, scheduled
  * with call_soon, never from inside the call that caused it.
  *
+ * Subprocess transports (asyncio_loop_subprocess_exec in
+ * asyncio/subprocess.h) are transports too; which of the calls below work
+ * on them, and which return -EOPNOTSUPP, is listed there.
+ *
  * Transports that are still open when their loop is closed are closed
  * silently with it (no callback runs; the descriptor is closed and the
  * memory freed).
