@@ -420,7 +420,8 @@ ASYNCIO_API int asyncio_transport_abort(asyncio_transport_t *t) {
   int rc = check_t(t);
   if (rc) return rc;
   if (UNLIKELY(t->kind == ASYNCIO__TK_TLS)) return asyncio__tls_abort(t);
-  if (UNLIKELY(t->kind == ASYNCIO__TK_SUBPROCESS)) return -EOPNOTSUPP; /* SubprocessTransport has none */
+  /* SubprocessTransport has no abort(). */
+  if (UNLIKELY(t->kind == ASYNCIO__TK_SUBPROCESS)) return -EOPNOTSUPP;
   if (t->kind == ASYNCIO__TK_WRITE_PIPE || t->kind == ASYNCIO__TK_READ_PIPE)
     pipe_close_now(t, 0);
   else
@@ -582,7 +583,8 @@ int asyncio__transport_make_and_wait_to(asyncio_loop_t *loop, int fd, int kind,
   void *inst = t->inst;
   rc = asyncio_await(waiter, NULL);
   asyncio__future_unref(waiter);
-  if (rc == -ECANCELED && !t->dead) asyncio_transport_close(t); /* Python: transport.close(); raise */
+  /* Python: transport.close(); raise */
+  if (rc == -ECANCELED && !t->dead) asyncio_transport_close(t);
   if (asyncio__transport_unhold(t)) return rc < 0 ? rc : -ENOTCONN;
   if (rc < 0) return rc;
   *transport = t;
@@ -1170,7 +1172,8 @@ ASYNCIO_API int asyncio_transport_sendto(asyncio_transport_t *t, const void *dat
 
 ASYNCIO_API int asyncio_transport_get_fd(const asyncio_transport_t *t) {
   if (t && !t->dead && t->kind == ASYNCIO__TK_TLS) return asyncio__tls_get_fd(t);
-  if (t && !t->dead && t->kind == ASYNCIO__TK_SUBPROCESS) return -EOPNOTSUPP; /* no one descriptor */
+  /* A subprocess transport has no one descriptor. */
+  if (t && !t->dead && t->kind == ASYNCIO__TK_SUBPROCESS) return -EOPNOTSUPP;
   if (!t || t->dead || t->fd < 0) return -EINVAL;
   return t->fd;
 }

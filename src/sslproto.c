@@ -1042,8 +1042,9 @@ int asyncio__tls_make_and_wait(asyncio_loop_t *loop, int fd, const asyncio__tls_
 }
 
 int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_ctx_st *ctx,
-                       const asyncio_start_tls_options_t *o, void (*swapped)(void *, asyncio_transport_t *),
-                       void *swapped_arg, asyncio_transport_t **out) {
+                       const asyncio_start_tls_options_t *o,
+                       void (*swapped)(void *, asyncio_transport_t *), void *swapped_arg,
+                       asyncio_transport_t **out) {
   if (out) *out = NULL;
   if (!loop || !t || !ctx || !out) return -EINVAL;
   if (o && (!(o->ssl_handshake_timeout >= 0) || !(o->ssl_shutdown_timeout >= 0))) return -EINVAL;

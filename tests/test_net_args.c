@@ -20,8 +20,8 @@
 static int pair_transport(peer_t *p, asyncio_transport_t **t, int *raw) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
-  int rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, p, sv[0], NULL,
-                                                t, NULL);
+  int rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, p, sv[0],
+                                                NULL, t, NULL);
   if (rc < 0) {
     close(sv[0]);
     close(sv[1]);
@@ -425,8 +425,10 @@ static int conn_args_main(void *arg) {
   CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &q, NULL, 0, &s, &t, NULL), -EBADF);
   CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &q, NULL, &s, &t, NULL),
            -EBADF);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, s.sock, NULL, &t, NULL), -EBADF);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, -1, NULL, &t, NULL), -EBADF);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, s.sock, NULL, &t, NULL),
+           -EBADF);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, -1, NULL, &t, NULL),
+           -EBADF);
   int flp = fcntl(pp[0], F_GETFL);
   s.sock = pp[0];
   CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &q, NULL, 0, &s, &t, NULL),
@@ -457,13 +459,15 @@ static int conn_args_main(void *arg) {
   /* connect_accepted_socket: NULL arguments. */
   int sv[2];
   CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(NULL, peer_factory, &q, sv[0], NULL, &t, NULL), -EINVAL);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(NULL, peer_factory, &q, sv[0], NULL, &t, NULL),
+           -EINVAL);
   CHECK_RC(asyncio_loop_connect_accepted_socket(loop, NULL, &q, sv[0], NULL, &t, NULL), -EINVAL);
   CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &q, sv[0], NULL, NULL, NULL),
            -EINVAL);
   /* A factory that gives no table refuses the connection: -EINVAL, the socket stays ours. */
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, tableless_factory, NULL, sv[0], NULL, &t, NULL),
-           -EINVAL);
+  CHECK_RC(
+      asyncio_loop_connect_accepted_socket(loop, tableless_factory, NULL, sv[0], NULL, &t, NULL),
+      -EINVAL);
   s.sock = sv[0];
   CHECK_RC(asyncio_loop_create_connection(loop, tableless_factory, NULL, NULL, 0, &s, &t, NULL),
            -EINVAL);

@@ -460,7 +460,8 @@ static int rekey_main(void *arg) {
     size_t had = c->cli.nrecv;
     CHECK(write(ch->in, line, (size_t)k) == k);
     WAIT_UNTIL(c->cli.nrecv >= had + (size_t)k);
-    CHECK(c->cli.ndata >= (size_t)k && memcmp(c->cli.data + c->cli.ndata - k, line, (size_t)k) == 0);
+    CHECK(c->cli.ndata >= (size_t)k &&
+          memcmp(c->cli.data + c->cli.ndata - k, line, (size_t)k) == 0);
     k = snprintf(line, sizeof line, "%d after %s from asyncio\n", round, rk->command);
     CHECK_RC(asyncio_transport_write(t, line, (size_t)k), 0);
     WAIT_UNTIL(child_has(ch, line));
@@ -1349,7 +1350,8 @@ static int unix_main(void *arg) {
            0);
   asyncio_connection_options_t co = {.ssl = ctx, .server_hostname = "localhost"};
   asyncio_transport_t *t = NULL;
-  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli, path, &co, &t, NULL), 0);
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli, path, &co, &t, NULL),
+           0);
   if (t) {
     CHECK(asyncio_transport_get_ssl_object(t) != NULL);
     CHECK_RC(asyncio_transport_write(t, "over unix", 9), 0);

@@ -387,7 +387,7 @@ TEST(devnull_inherit_and_stdout_merge) {
   ASSERT_SOFT();
 }
 
-/* ---- close() ---------------------------------------------------------------------------------- */
+/* ---- close() -------------------------------------------------------------------------------- */
 
 static int close_main(void *arg) {
   (void)arg;
@@ -637,7 +637,7 @@ TEST(generic_transport_calls) {
   ASSERT_SOFT();
 }
 
-/* ---- cancellation while connecting ------------------------------------------------------------ */
+/* ---- cancellation while connecting ---------------------------------------------------------- */
 
 static rec_t cancel_rec;
 

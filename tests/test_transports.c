@@ -1223,7 +1223,8 @@ static int sock_main(void *arg) {
   peer_t *other = &c->pool.peers[0];
   other->echo = true;
   other->buffered = true;
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, sv[1], NULL, &b, NULL), 0);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, sv[1], NULL, &b, NULL),
+           0);
   if (!a || !b) return -1;
   CHECK_RC(asyncio_transport_write(a, "abc", 3), 0);
   WAIT_UNTIL(c->cli.nrecv == 3);
@@ -1237,7 +1238,8 @@ static int sock_main(void *arg) {
   CHECK(other->eofs == 1);
   /* Not a stream socket. */
   int d = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, d, NULL, &b, NULL), -EINVAL);
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, other, d, NULL, &b, NULL),
+           -EINVAL);
   close(d);
   return 0;
 }
@@ -1495,7 +1497,7 @@ TEST(lost_before_return) {
   ASSERT_SOFT();
 }
 
-/* ---- pause/resume reading, set_protocol, protocol errors --------------------------------------- */
+/* ---- pause/resume reading, set_protocol, protocol errors ------------------------------------- */
 
 static int bad_get_buffer(asyncio_transport_t *t, ssize_t hint, void **buf, size_t *len, void *u) {
   *buf = NULL;
@@ -1882,8 +1884,8 @@ TEST(injected_short_writes_eintr_and_reset) {
 static int pair_transport(peer_t *p, asyncio_transport_t **t, int *raw) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
-  int rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, p, sv[0], NULL,
-                                                t, NULL);
+  int rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), peer_factory, p, sv[0],
+                                                NULL, t, NULL);
   if (rc < 0) {
     close(sv[0]);
     close(sv[1]);

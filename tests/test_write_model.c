@@ -376,8 +376,8 @@ static int model_main(void *arg) {
   MCHECK(&m, rc == 0);
   if (rc < 0) return rc;
   asyncio_transport_t *t = NULL;
-  rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), model_factory, &m, sv[0], NULL,
-                                            &t, NULL);
+  rc = asyncio_loop_connect_accepted_socket(asyncio_get_running_loop(), model_factory, &m, sv[0],
+                                            NULL, &t, NULL);
   MCHECK(&m, rc == 0 && t == m.t);
   if (rc < 0) {
     close(sv[0]);
