@@ -186,9 +186,13 @@ static void control_app_writing(asyncio__tls_t *tls) {
   }
 }
 
-/* SSLProtocol._process_outgoing: the ciphertext goes to `under`. */
-static void process_outgoing(asyncio__tls_t *tls) {
-  if (!tls->ssl_writing_paused && tls->under) {
+/*
+ * SSLProtocol._process_outgoing: the ciphertext goes to `under`, unless it
+ * asked us to pause; `force` hands it over anyway (before closing `under`,
+ * which sends what it holds first).
+ */
+static void hand_down(asyncio__tls_t *tls, int force) {
+  if ((force || !tls->ssl_writing_paused) && tls->under) {
     tls_bufs_t *b = tls->loop->net->tls;
     size_t pending;
     while ((pending = BIO_ctrl_pending(tls->out)) > 0) {
@@ -203,6 +207,8 @@ static void process_outgoing(asyncio__tls_t *tls) {
   }
   control_app_writing(tls);
 }
+
+static void process_outgoing(asyncio__tls_t *tls) { hand_down(tls, 0); }
 
 static void backlog_clear(asyncio__tls_t *tls) {
   while (tls->bhead) {
@@ -284,6 +290,27 @@ static void do_write(asyncio__tls_t *tls) {
     }
   }
   process_outgoing(tls);
+}
+
+/*
+ * Before close_notify: every byte the app handed over is encrypted, in
+ * order, whatever `under`'s flow control says (it sends them before the
+ * alert).  Python encrypts at write time, so its backlog is empty by then;
+ * ours keeps plaintext back while `under` is paused.
+ */
+static void flush_backlog(asyncio__tls_t *tls) {
+  while (tls->bhead) {
+    tchunk_t *c = tls->bhead;
+    int r = ssl_write_step(tls, c->data + c->start, c->end - c->start);
+    if (r <= 0) break;
+    c->start += (size_t)r;
+    tls->bsize -= (size_t)r;
+    if (c->start == c->end) {
+      tls->bhead = c->next;
+      if (!tls->bhead) tls->btail = NULL;
+      asyncio__free(c, sizeof *c + c->end);
+    }
+  }
 }
 
 /* SSLProtocol._write_appdata */
@@ -589,6 +616,7 @@ static void start_shutdown(asyncio__tls_t *tls) {
 static void do_flush(asyncio__tls_t *tls) {
   do_read(tls);
   if (tls->state != S_FLUSHING) return;
+  flush_backlog(tls);
   tls->state = S_SHUTDOWN;
   do_shutdown(tls);
 }
@@ -625,7 +653,10 @@ static void do_shutdown(asyncio__tls_t *tls) {
 
 static void cb_close_under(void *arg) {
   asyncio__tls_t *tls = arg;
-  if (tls->under) asyncio_transport_close(tls->under);
+  if (tls->under) {
+    hand_down(tls, 1); /* what a paused `under` did not take yet; close() sends it */
+    asyncio_transport_close(tls->under);
+  }
   tls_unref(tls);
 }
 
@@ -690,7 +721,7 @@ static bool under_eof_received(asyncio_transport_t *u, void *arg) {
     do_flush(tls);
     break;
   case S_FLUSHING:
-    do_write(tls);
+    flush_backlog(tls);
     tls->state = S_SHUTDOWN;
     do_shutdown(tls);
     break;
