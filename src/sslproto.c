@@ -275,20 +275,25 @@ static int ssl_write_step(asyncio__tls_t *tls, const char *p, size_t n) {
   return err;
 }
 
+/* One SSL_write from the backlog's head, consumed as far as it went; as ssl_write_step. */
+static int backlog_step(asyncio__tls_t *tls) {
+  tchunk_t *c = tls->bhead;
+  int r = ssl_write_step(tls, c->data + c->start, c->end - c->start);
+  if (r <= 0) return r;
+  c->start += (size_t)r;
+  tls->bsize -= (size_t)r;
+  if (c->start == c->end) {
+    tls->bhead = c->next;
+    if (!tls->bhead) tls->btail = NULL;
+    asyncio__free(c, sizeof *c + c->end);
+  }
+  return r;
+}
+
 /* SSLProtocol._do_write: the backlog into SSL_write, while `under` takes it. */
 static void do_write(asyncio__tls_t *tls) {
-  while (tls->bhead && !tls->ssl_writing_paused && tls->state == S_WRAPPED) {
-    tchunk_t *c = tls->bhead;
-    int r = ssl_write_step(tls, c->data + c->start, c->end - c->start);
-    if (r <= 0) break;
-    c->start += (size_t)r;
-    tls->bsize -= (size_t)r;
-    if (c->start == c->end) {
-      tls->bhead = c->next;
-      if (!tls->bhead) tls->btail = NULL;
-      asyncio__free(c, sizeof *c + c->end);
-    }
-  }
+  while (tls->bhead && !tls->ssl_writing_paused && tls->state == S_WRAPPED)
+    if (backlog_step(tls) <= 0) break;
   process_outgoing(tls);
 }
 
@@ -299,18 +304,8 @@ static void do_write(asyncio__tls_t *tls) {
  * ours keeps plaintext back while `under` is paused.
  */
 static void flush_backlog(asyncio__tls_t *tls) {
-  while (tls->bhead) {
-    tchunk_t *c = tls->bhead;
-    int r = ssl_write_step(tls, c->data + c->start, c->end - c->start);
-    if (r <= 0) break;
-    c->start += (size_t)r;
-    tls->bsize -= (size_t)r;
-    if (c->start == c->end) {
-      tls->bhead = c->next;
-      if (!tls->bhead) tls->btail = NULL;
-      asyncio__free(c, sizeof *c + c->end);
-    }
-  }
+  while (tls->bhead)
+    if (backlog_step(tls) <= 0) break;
 }
 
 /* SSLProtocol._write_appdata */

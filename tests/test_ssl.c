@@ -319,6 +319,30 @@ static bool have_openssl_cli(void) {
   return false;
 }
 
+/*
+ * Starts an openssl s_server (argv) on 127.0.0.1:0 and waits for the port it
+ * reports: the port, or <= 0 (a soft failure is recorded).
+ */
+static int s_server_start(child_t *ch, char *const argv[]) {
+  CHECK_RC(child_spawn(ch, argv), 0);
+  if (ch->pid < 0) return -1;
+  WAIT_UNTIL(child_has(ch, "ACCEPT 127.0.0.1:") && strchr(strstr(ch->buf, "ACCEPT"), '\n'));
+  int port = atoi(strstr(ch->buf, "ACCEPT 127.0.0.1:") + strlen("ACCEPT 127.0.0.1:"));
+  CHECK(port > 0);
+  return port;
+}
+
+/* run_tls for the cases with an openssl CLI peer: PEM files too; skipped without the CLI. */
+static void run_cli(asyncio_coro_fn fn) {
+  if (!have_openssl_cli()) skip();
+  static tctx_t c;
+  tctx_init(&c);
+  assert_int_equal(tls_files(&c.pki), 0);
+  assert_ok(run_main(fn, &c));
+  tctx_free(&c);
+  ASSERT_SOFT();
+}
+
 /* ---- protocols over TLS both ways ------------------------------------------------ */
 
 static int echo_main(void *arg) {
@@ -379,11 +403,8 @@ static int s_server_main(void *arg) {
   child_t *ch = calloc(1, sizeof *ch);
   char *argv[] = {"openssl", "s_server", "-accept", "127.0.0.1:0", "-naccept", "1", "-cert",
                   c->pki.cert_pem, "-key", c->pki.key_pem, NULL};
-  CHECK_RC(child_spawn(ch, argv), 0);
-  if (ch->pid < 0) goto out;
-  WAIT_UNTIL(child_has(ch, "ACCEPT 127.0.0.1:") && strchr(strstr(ch->buf, "ACCEPT"), '\n'));
-  int port = atoi(strstr(ch->buf, "ACCEPT 127.0.0.1:") + strlen("ACCEPT 127.0.0.1:"));
-  CHECK(port > 0);
+  int port = s_server_start(ch, argv);
+  if (port <= 0) goto out;
   asyncio_transport_t *t = NULL;
   CHECK_RC(tls_connect(c->cctx, "localhost", &c->cli, port, &t), 0);
   if (!t) goto out;
@@ -409,15 +430,7 @@ out:
   return 0;
 }
 
-TEST(client_vs_openssl_s_server) {
-  if (!have_openssl_cli()) skip();
-  static tctx_t c;
-  tctx_init(&c);
-  assert_int_equal(tls_files(&c.pki), 0);
-  assert_ok(run_main(s_server_main, &c));
-  tctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(client_vs_openssl_s_server) { run_cli(s_server_main); }
 
 /*
  * A new handshake in the middle of the connection, started by s_server
@@ -440,10 +453,8 @@ static int rekey_main(void *arg) {
   char *argv[] = {"stdbuf", "-oL", "openssl", "s_server", (char *)rk->version, "-accept",
                   "127.0.0.1:0", "-naccept", "1", "-cert", c->pki.cert_pem, "-key",
                   c->pki.key_pem, NULL};
-  CHECK_RC(child_spawn(ch, argv), 0);
-  if (ch->pid < 0) goto out;
-  WAIT_UNTIL(child_has(ch, "ACCEPT 127.0.0.1:") && strchr(strstr(ch->buf, "ACCEPT"), '\n'));
-  int port = atoi(strstr(ch->buf, "ACCEPT 127.0.0.1:") + strlen("ACCEPT 127.0.0.1:"));
+  int port = s_server_start(ch, argv);
+  if (port <= 0) goto out;
   asyncio_transport_t *t = NULL;
   CHECK_RC(tls_connect(c->cctx, "localhost", &c->cli, port, &t), 0);
   if (!t) goto out;
@@ -534,15 +545,7 @@ static int s_client_main(void *arg) {
   return 0;
 }
 
-TEST(openssl_s_client_vs_server) {
-  if (!have_openssl_cli()) skip();
-  static tctx_t c;
-  tctx_init(&c);
-  assert_int_equal(tls_files(&c.pki), 0);
-  assert_ok(run_main(s_client_main, &c));
-  tctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(openssl_s_client_vs_server) { run_cli(s_client_main); }
 
 /* ---- 3. certificate verification ---------------------------------------------------- */
 

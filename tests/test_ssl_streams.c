@@ -38,6 +38,15 @@ static void sctx_free(sctx_t *c) {
   tls_pki_free(&c->pki);
 }
 
+/* Runs fn(&c) on a fresh loop with fresh certificates, then the soft checks. */
+static void run_tls(asyncio_coro_fn fn) {
+  sctx_t c;
+  sctx_init(&c);
+  assert_ok(run_main(fn, &c));
+  sctx_free(&c);
+  ASSERT_SOFT();
+}
+
 static asyncio_server_t *serve(sctx_t *c, asyncio_stream_handler_fn h, bool tls) {
   asyncio_server_options_t so = {.ssl = tls ? c->sctx : NULL};
   asyncio_stream_options_t o = {.server = &so};
@@ -113,13 +122,7 @@ static int echo_main(void *arg) {
   return 0;
 }
 
-TEST(streams_echo) {
-  sctx_t c;
-  sctx_init(&c);
-  assert_ok(run_main(echo_main, &c));
-  sctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(streams_echo) { run_tls(echo_main); }
 
 static int refused_main(void *arg) {
   sctx_t *c = arg;
@@ -144,13 +147,7 @@ static int refused_main(void *arg) {
   return 0;
 }
 
-TEST(streams_verify_failures) {
-  sctx_t c;
-  sctx_init(&c);
-  assert_ok(run_main(refused_main, &c));
-  sctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(streams_verify_failures) { run_tls(refused_main); }
 
 /* ---- bulk transfer with drain() back-pressure ------------------------------------------- */
 
@@ -222,13 +219,7 @@ static int bulk_main(void *arg) {
   return 0;
 }
 
-TEST(streams_bulk_both_ways) {
-  sctx_t c;
-  sctx_init(&c);
-  assert_ok(run_main(bulk_main, &c));
-  sctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(streams_bulk_both_ways) { run_tls(bulk_main); }
 
 /* ---- StreamWriter.start_tls ------------------------------------------------------------- */
 
@@ -253,19 +244,30 @@ static int starttls_handler(reader_t *r, writer_t *w, void *arg) {
   return 0;
 }
 
+/* A plain connection to the STARTTLS server, up to its "OK": the server, or NULL. */
+static asyncio_server_t *starttls_prelude(sctx_t *c, reader_t **r, writer_t **w) {
+  asyncio_server_t *srv = serve(c, starttls_handler, false);
+  if (!srv) return NULL;
+  CHECK_RC(asyncio_open_connection("127.0.0.1", c->port, NULL, r, w), 0);
+  if (!*w) {
+    unserve(srv);
+    return NULL;
+  }
+  CHECK_RC(asyncio_stream_write(*w, "STARTTLS\n", 9), 0);
+  const char *line;
+  CHECK(asyncio_stream_readline(*r, &line) == 3);
+  return srv;
+}
+
 static int starttls_main(void *arg) {
   sctx_t *c = arg;
-  asyncio_server_t *srv = serve(c, starttls_handler, false);
-  if (!srv) return -1;
   reader_t *r;
   writer_t *w;
-  CHECK_RC(asyncio_open_connection("127.0.0.1", c->port, NULL, &r, &w), 0);
-  if (!w) return -1;
+  asyncio_server_t *srv = starttls_prelude(c, &r, &w);
+  if (!srv) return -1;
   asyncio_transport_t *plain = asyncio_stream_transport(w);
   CHECK(asyncio_transport_get_ssl_object(plain) == NULL);
-  CHECK_RC(asyncio_stream_write(w, "STARTTLS\n", 9), 0);
   const char *line;
-  CHECK(asyncio_stream_readline(r, &line) == 3);
   CHECK_RC(asyncio_stream_start_tls(w, NULL, NULL), -EINVAL);
   asyncio_start_tls_options_t o = {.server_hostname = "localhost"};
   CHECK_RC(asyncio_stream_start_tls(w, c->cctx, &o), 0);
@@ -282,27 +284,16 @@ static int starttls_main(void *arg) {
   return 0;
 }
 
-TEST(start_tls_upgrade) {
-  sctx_t c;
-  sctx_init(&c);
-  assert_ok(run_main(starttls_main, &c));
-  sctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(start_tls_upgrade) { run_tls(starttls_main); }
 
 /* The client does not trust the server: both upgrades fail, the streams end. */
 static int starttls_bad_main(void *arg) {
   sctx_t *c = arg;
   c->upgrade_rc = 1;
-  asyncio_server_t *srv = serve(c, starttls_handler, false);
-  if (!srv) return -1;
   reader_t *r;
   writer_t *w;
-  CHECK_RC(asyncio_open_connection("127.0.0.1", c->port, NULL, &r, &w), 0);
-  if (!w) return -1;
-  CHECK_RC(asyncio_stream_write(w, "STARTTLS\n", 9), 0);
-  const char *line;
-  CHECK(asyncio_stream_readline(r, &line) == 3);
+  asyncio_server_t *srv = starttls_prelude(c, &r, &w);
+  if (!srv) return -1;
   asyncio_start_tls_options_t o = {.server_hostname = "localhost"};
   CHECK_RC(asyncio_stream_start_tls(w, c->bad, &o), ASYNCIO_ESSLCERTVERIFY);
   /* The connection ended with that error; the stream says so, and nothing is left over. */
@@ -315,13 +306,7 @@ static int starttls_bad_main(void *arg) {
   return 0;
 }
 
-TEST(start_tls_refused) {
-  sctx_t c;
-  sctx_init(&c);
-  assert_ok(run_main(starttls_bad_main, &c));
-  sctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(start_tls_refused) { run_tls(starttls_bad_main); }
 
 /* start_tls while another task waits on the reader: refused. */
 static int waiting_reader(void *arg) {
@@ -349,13 +334,7 @@ static int busy_main(void *arg) {
   return 0;
 }
 
-TEST(start_tls_reader_busy) {
-  sctx_t c;
-  sctx_init(&c);
-  assert_ok(run_main(busy_main, &c));
-  sctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(start_tls_reader_busy) { run_tls(busy_main); }
 
 /* ---- failed handshakes leave nothing behind on the server ----------------------------- */
 
@@ -384,13 +363,7 @@ static int failed_handshakes_main(void *arg) {
   return 0;
 }
 
-TEST(failed_handshakes_leave_nothing) {
-  sctx_t c;
-  sctx_init(&c);
-  assert_ok(run_main(failed_handshakes_main, &c));
-  sctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(failed_handshakes_leave_nothing) { run_tls(failed_handshakes_main); }
 
 /* ---- TLS over sockets the caller made: create_connection(sock=) and connect_accepted_socket */
 
@@ -445,13 +418,7 @@ static int given_sock_main(void *arg) {
   return 0;
 }
 
-TEST(tls_over_given_sockets) {
-  sctx_t c;
-  sctx_init(&c);
-  assert_ok(run_main(given_sock_main, &c));
-  sctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(tls_over_given_sockets) { run_tls(given_sock_main); }
 
 /* ---- close() right after a large write: every byte still arrives -------------------------- */
 
@@ -499,10 +466,4 @@ static int burst_main(void *arg) {
   return 0;
 }
 
-TEST(close_after_large_write_sends_everything) {
-  sctx_t c;
-  sctx_init(&c);
-  assert_ok(run_main(burst_main, &c));
-  sctx_free(&c);
-  ASSERT_SOFT();
-}
+TEST(close_after_large_write_sends_everything) { run_tls(burst_main); }
