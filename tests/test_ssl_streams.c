@@ -11,6 +11,8 @@
 #include "stream_helpers.h"
 #include "tls_helpers.h"
 
+#include "../src/selector_events.h" /* the system-call table, for fault injection */
+
 /* Also here: TLS over sockets the caller made (create_connection(sock=),
  * connect_accepted_socket(ssl=)). */
 
@@ -18,7 +20,7 @@ typedef struct sctx {
   tls_pki_t pki;
   SSL_CTX *sctx, *cctx, *bad;
   int port;
-  int handlers, server_rc, upgrade_rc;
+  int handlers, handlers_done, server_rc, upgrade_rc;
   size_t big;
   uint64_t got_sum;
 } sctx_t;
@@ -467,3 +469,109 @@ static int burst_main(void *arg) {
 }
 
 TEST(close_after_large_write_sends_everything) { run_tls(burst_main); }
+
+/* ---- short sends, short receives and EINTR under the TLS records ---------------------- */
+
+static unsigned g_fault_calls;
+
+static ssize_t faulty_send(int fd, const void *b, size_t n, int fl) {
+  if (++g_fault_calls % 3 == 0) {
+    errno = EINTR;
+    return -1;
+  }
+  if (g_fault_calls % 5 == 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  return send(fd, b, n > 3001 ? 3001 : n, fl);
+}
+
+static ssize_t faulty_sendmsg(int fd, const struct msghdr *m, int fl) {
+  if (++g_fault_calls % 3 == 0) {
+    errno = EINTR;
+    return -1;
+  }
+  struct msghdr mm = *m;
+  struct iovec v = m->msg_iov[0];
+  if (v.iov_len > 2999) v.iov_len = 2999;
+  mm.msg_iov = &v;
+  mm.msg_iovlen = 1;
+  return sendmsg(fd, &mm, fl);
+}
+
+static ssize_t faulty_recv(int fd, void *b, size_t n, int fl) {
+  if (++g_fault_calls % 4 == 0) {
+    errno = EINTR;
+    return -1;
+  }
+  return recv(fd, b, n > 1777 ? 1777 : n, fl); /* records split at odd places */
+}
+
+typedef struct fault_reader {
+  reader_t *r;
+  size_t want, got;
+  uint64_t sum;
+} fault_reader_t;
+
+static int fault_read_task(void *arg) {
+  fault_reader_t *fr = arg;
+  static char buf[65536];
+  while (fr->got < fr->want) {
+    ssize_t n = asyncio_stream_read(fr->r, buf, sizeof buf);
+    if (n <= 0) return n < 0 ? (int)n : -EPIPE;
+    fr->sum = fnv(fr->sum, buf, (size_t)n);
+    fr->got += (size_t)n;
+  }
+  return 0;
+}
+
+static int echo_chunks(reader_t *r, writer_t *w, void *arg) {
+  sctx_t *c = arg;
+  c->handlers++;
+  char buf[10000];
+  for (;;) {
+    ssize_t n = asyncio_stream_read(r, buf, sizeof buf);
+    if (n <= 0) break;
+    if (asyncio_stream_write(w, buf, (size_t)n) < 0 || asyncio_stream_drain(w) < 0) break;
+  }
+  c->handlers_done++;
+  return 0;
+}
+
+static int faults_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_server_t *srv = serve(c, echo_chunks, true);
+  if (!srv) return -1;
+  reader_t *r;
+  writer_t *w;
+  CHECK_RC(connect_tls(c, c->cctx, "localhost", &r, &w), 0);
+  if (!w) return -1;
+  asyncio__sys_t saved = asyncio__sys;
+  asyncio__sys.send = faulty_send;
+  asyncio__sys.sendmsg = faulty_sendmsg;
+  asyncio__sys.recv = faulty_recv;
+  enum { TOTAL = 4 * 1024 * 1024, STEP = 65536 };
+  fault_reader_t fr = {.r = r, .want = TOTAL, .sum = FNV_INIT};
+  asyncio_task_t *task;
+  CHECK_RC(asyncio_create_task(&task, fault_read_task, &fr, NULL), 0);
+  static char buf[STEP];
+  uint64_t sum = FNV_INIT;
+  for (size_t off = 0; off < TOTAL; off += STEP) {
+    for (size_t i = 0; i < STEP; i++) buf[i] = (char)((off + i) * 13 % 241);
+    sum = fnv(sum, buf, STEP);
+    CHECK_RC(asyncio_stream_write(w, buf, STEP), 0);
+    CHECK_RC(asyncio_stream_drain(w), 0);
+  }
+  CHECK_RC(asyncio_await(task, NULL), 0);
+  asyncio_task_free(task);
+  CHECK(fr.got == TOTAL && fr.sum == sum);
+  CHECK_RC(asyncio_stream_close(w), 0);
+  CHECK_RC(asyncio_stream_wait_closed(w), 0);
+  WAIT_UNTIL(c->handlers_done == 1);
+  asyncio__sys = saved;
+  pair_close(r, w, -1);
+  unserve(srv);
+  return 0;
+}
+
+TEST(short_io_and_eintr_under_tls) { run_tls(faults_main); }
