@@ -2,7 +2,7 @@
  * loadgen.c - the load generator of the TCP echo benchmark (issue 5,
  * docs/bench.md, bench/run_echo.sh).
  *
- *   loadgen [-b] [-c CONNS] [-d DEPTH] [-s SIZE] [-w WARMUP_S] [-t SECONDS]
+ *   loadgen [-b] [-T] [-c CONNS] [-d DEPTH] [-s SIZE] [-w WARMUP_S] [-t SECONDS]
  *           [-p SERVER_PID] [-C CTL_FIFO -A ACK_FIFO] HOST PORT
  *
  * Opens CONNS connections to HOST:PORT, keeps DEPTH messages of SIZE bytes
@@ -29,6 +29,16 @@
  * -b polls with a zero timeout instead of sleeping in epoll_wait, so the
  * server never has to wake the load generator (it then shows 100% busy).
  *
+ * -T speaks TLS (the TLS echo benchmark, bench/run_tls.sh): every connection
+ * does a blocking OpenSSL handshake (TLS_client_method, so TLS 1.3 against
+ * any of our servers; no certificate verification) once all are connected,
+ * before anything is timed; then the socket is non-blocking again.  In the
+ * loop a readiness is SSL_read (with read-ahead, so usually one recv for
+ * all the records waiting) repeated while OpenSSL still holds bytes that
+ * epoll cannot report, and writing is SSL_write in partial-write mode with
+ * the same "owed" logic: a write that wants to wait registers EPOLLOUT.
+ * Without -T nothing of OpenSSL is used.
+ *
  * Single-threaded, epoll, level-triggered, non-blocking.  Each readiness is
  * one recv and (unless the data finished no message) one send, so the load
  * generator costs about what the floor server costs per round trip; its
@@ -42,6 +52,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,6 +70,7 @@
 
 typedef struct conn {
   int fd;
+  SSL *ssl;       /* with -T */
   size_t partial; /* bytes of an unfinished message received */
   size_t owed;    /* bytes not yet sent (only after a short send) */
   int out_on;     /* EPOLLOUT registered */
@@ -92,6 +105,31 @@ static void die(const char *what) {
   exit(1);
 }
 
+static void die_tls(const char *what) {
+  fprintf(stderr, "loadgen: %s: TLS error\n", what);
+  ERR_print_errors_fp(stderr);
+  exit(1);
+}
+
+/*
+ * One send of up to k bytes of txbuf: the bytes taken, or -1 with errno
+ * EAGAIN when the socket (or OpenSSL's pending record) must drain first.  A
+ * TLS write that waits is repeated with txbuf again and at least the same
+ * length, as SSL_write requires (the owed count never shrinks meanwhile).
+ */
+static ssize_t send_some(conn_t *c, size_t k) {
+  if (!c->ssl) return send(c->fd, txbuf, k, MSG_NOSIGNAL);
+  int w = SSL_write(c->ssl, txbuf, (int)k);
+  if (w > 0) return w;
+  int e = SSL_get_error(c->ssl, w);
+  if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+    errno = EAGAIN;
+    return -1;
+  }
+  die_tls("SSL_write");
+  return -1;
+}
+
 /* One perf control command and its acknowledgement. */
 static void perf_ctl(int ctl, int ack, const char *cmd) {
   if (ctl < 0) return;
@@ -105,7 +143,7 @@ static void perf_ctl(int ctl, int ack, const char *cmd) {
 static int flush(int ep, conn_t *c) {
   while (c->owed) {
     size_t k = c->owed < txcap ? c->owed : txcap;
-    ssize_t w = send(c->fd, txbuf, k, MSG_NOSIGNAL);
+    ssize_t w = send_some(c, k);
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN) return -1;
@@ -123,22 +161,65 @@ static int flush(int ep, conn_t *c) {
   return 0;
 }
 
+/* Counts the round trips that r more bytes on c finished and adds what they owe; 1 if any. */
+static int received(conn_t *c, size_t r, size_t size, uint64_t *done) {
+  size_t got = c->partial + r;
+  size_t msgs = got / size;
+  c->partial = got % size;
+  if (!msgs) return 0;
+  *done += msgs;
+  c->owed += msgs * size;
+  return 1;
+}
+
+/*
+ * The TLS side of a readiness: SSL_read until OpenSSL has nothing left that
+ * epoll could not report (read-ahead may have buffered several records);
+ * what the kernel still holds, level-triggered epoll reports next time.
+ * Returns 0, or 1 when the server closed the connection.
+ */
+static int tls_readable(conn_t *c, size_t size, uint64_t *done, int *more) {
+  for (;;) {
+    int r = SSL_read(c->ssl, rxbuf, (int)sizeof rxbuf);
+    if (r > 0) {
+      *more |= received(c, (size_t)r, size, done);
+      if (SSL_has_pending(c->ssl)) continue;
+      return 0;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) return 1;
+    die_tls("SSL_read");
+  }
+}
+
+/* The blocking handshake of -T, on a connected socket that is non-blocking before and after. */
+static void tls_connect(SSL_CTX *ctx, conn_t *c) {
+  int fl = fcntl(c->fd, F_GETFL);
+  if (fl < 0 || fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) < 0) die("fcntl");
+  c->ssl = SSL_new(ctx);
+  if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) die_tls("SSL_new");
+  if (SSL_connect(c->ssl) != 1) die_tls("SSL_connect");
+  if (fcntl(c->fd, F_SETFL, fl) < 0) die("fcntl");
+}
+
 static void usage(void) {
   fprintf(stderr,
-          "usage: loadgen [-b] [-c CONNS] [-d DEPTH] [-s SIZE] [-w WARMUP_S] [-t SECONDS]\n"
+          "usage: loadgen [-b] [-T] [-c CONNS] [-d DEPTH] [-s SIZE] [-w WARMUP_S] [-t SECONDS]\n"
           "               [-p SERVER_PID] [-C CTL_FIFO -A ACK_FIFO] HOST PORT\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
-  int nconn = 1, depth = 1, spin = 0, opt;
+  int nconn = 1, depth = 1, spin = 0, tls = 0, opt;
   size_t size = 64;
   double warmup = 0.5, window = 1.0;
   pid_t spid = 0;
   const char *ctl_path = NULL, *ack_path = NULL;
-  while ((opt = getopt(argc, argv, "bc:d:s:w:t:p:C:A:")) != -1) {
+  while ((opt = getopt(argc, argv, "bTc:d:s:w:t:p:C:A:")) != -1) {
     switch (opt) {
     case 'b': spin = 1; break;
+    case 'T': tls = 1; break;
     case 'c': nconn = atoi(optarg); break;
     case 'd': depth = atoi(optarg); break;
     case 's': size = (size_t)atol(optarg); break;
@@ -212,6 +293,16 @@ int main(int argc, char **argv) {
     }
   }
 
+  SSL_CTX *ctx = NULL;
+  if (tls) {
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) die_tls("SSL_CTX_new");
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    for (int i = 0; i < nconn; i++) tls_connect(ctx, &conns[i]);
+  }
+
   /* Start: DEPTH messages on every connection. */
   for (int i = 0; i < nconn; i++) {
     conn_t *c = &conns[i];
@@ -244,6 +335,15 @@ int main(int argc, char **argv) {
         if (flush(ep, c) < 0) die("send");
       }
       if (!(evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) continue;
+      if (c->ssl) {
+        int idle = c->owed == 0, more = 0;
+        if (tls_readable(c, size, &done, &more)) {
+          fprintf(stderr, "loadgen: server closed a connection\n");
+          return 1;
+        }
+        if (more && idle && flush(ep, c) < 0) die("send");
+        continue;
+      }
       ssize_t r = recv(c->fd, rxbuf, sizeof rxbuf, 0);
       if (r < 0) {
         if (errno == EAGAIN || errno == EINTR) continue;
@@ -295,7 +395,11 @@ int main(int argc, char **argv) {
       break;
     }
   }
-  for (int i = 0; i < nconn; i++) close(conns[i].fd);
+  for (int i = 0; i < nconn; i++) {
+    SSL_free(conns[i].ssl);
+    close(conns[i].fd);
+  }
+  SSL_CTX_free(ctx);
   close(ep);
   free(conns);
   free(evs);
