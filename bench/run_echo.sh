@@ -87,7 +87,7 @@ build_streams() {
   # Until src/streams.c exists the link fails on asyncio_start_server & co.
   local lib=$build/libasyncio.a
   if "$cc" -O2 -std=gnu11 -I"$root/include" -o "$bin/echo_streams" "$src/echo_streams.c" "$lib" \
-       -lpthread -lm >"$out/build-streams.log" 2>&1; then
+       -lssl -lcrypto -lpthread -lm >"$out/build-streams.log" 2>&1; then
     cmd[ours-streams]="$bin/echo_streams"
   else
     note ours-streams "does not build: $(grep -m1 -E 'error|undefined' "$out/build-streams.log" | sed 's/.*: //' || true)"

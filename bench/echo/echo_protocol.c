@@ -7,16 +7,24 @@
  *       def connection_made(self, transport): self.transport = transport
  *       def data_received(self, data): self.transport.write(data)
  *
+ * With --tls CERT.pem KEY.pem it serves TLS (the server options' ssl, a
+ * context from asyncio_ssl_create_default_context(CLIENT_AUTH) with the
+ * certificate and key loaded) for the TLS echo benchmark (bench/run_tls.sh).
+ *
  * Listens on 127.0.0.1 (a port the system picks, printed as "port N") with
  * a backlog of 4096, and serves until killed.  The transport is the
  * protocol instance's only state, so the instance pointer is not needed:
  * every callback gets the transport.
  */
+#define NAME "echo_protocol"
 #include <arpa/inet.h>
 #include <asyncio.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
+#include <string.h>
 
 static void echo_data_received(asyncio_transport_t *t, const void *data, size_t n, void *p) {
   (void)p;
@@ -36,9 +44,9 @@ static int factory(void *arg, const asyncio_protocol_t **protocol, void **instan
 }
 
 static int main_coro(void *arg) {
-  (void)arg;
   asyncio_server_options_t opts = {0};
   opts.backlog = 4096;
+  opts.ssl = arg; /* NULL: plain TCP */
   asyncio_server_t *server;
   int rc = asyncio_loop_create_server(asyncio_get_running_loop(), factory, NULL, "127.0.0.1", 0,
                                       &opts, &server);
@@ -56,8 +64,36 @@ static int main_coro(void *arg) {
   return rc;
 }
 
-int main(void) {
-  int rc = asyncio_run(main_coro, NULL, NULL);
+/*
+ * --tls CERT KEY: the server context of the TLS echo benchmark, as Python's
+ * ssl.create_default_context(Purpose.CLIENT_AUTH) + load_cert_chain.
+ */
+static SSL_CTX *tls_context(const char *cert, const char *key) {
+  SSL_CTX *ctx;
+  int rc = asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_CLIENT_AUTH, NULL, NULL, &ctx);
+  if (rc < 0) {
+    fprintf(stderr, "%s: %s\n", NAME, asyncio_strerror(rc));
+    return NULL;
+  }
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    ERR_print_errors_fp(stderr);
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+int main(int argc, char **argv) {
+  SSL_CTX *ctx = NULL;
+  if (argc == 4 && strcmp(argv[1], "--tls") == 0) {
+    if (!(ctx = tls_context(argv[2], argv[3]))) return 1;
+  } else if (argc != 1) {
+    fprintf(stderr, "usage: %s [--tls CERT.pem KEY.pem]\n", NAME);
+    return 2;
+  }
+  int rc = asyncio_run(main_coro, ctx, NULL);
+  SSL_CTX_free(ctx);
   if (rc < 0) {
     fprintf(stderr, "echo_protocol: %s\n", asyncio_strerror(rc));
     return 1;
