@@ -38,7 +38,7 @@ trap 'rm -rf "$tmp"' EXIT
 cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null | head -1)
 if ! [ -x "$bin/echo_streams" ] || [ "$bin/echo_streams" -ot "$build/libasyncio.a" ]; then
   "${cc:-cc}" -O2 -g -std=gnu11 -I"$root/include" -o "$bin/echo_streams" "$root/bench/echo/echo_streams.c" \
-    "$build/libasyncio.a" -lpthread -lm
+    "$build/libasyncio.a" -lssl -lcrypto -lpthread -lm
 fi
 
 printf '%-14s %8s %8s %8s %8s %8s %8s\n' server Ir Dr Dw D1mr D1mw LLmiss
