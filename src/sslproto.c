@@ -121,6 +121,17 @@ static int tls_error(asyncio__tls_t *tls, const char *what) {
   return code;
 }
 
+/*
+ * OpenSSL's error queue must be empty before an SSL call whose outcome
+ * SSL_get_error reads.  This code leaves it empty after its own calls, so
+ * it is only cleared when something else (the application's own OpenSSL
+ * use on this thread) left an error there: clearing it unconditionally
+ * around every record was ~3% of a TLS echo server's CPU.
+ */
+static inline void err_reset(void) {
+  if (UNLIKELY(ERR_peek_error() != 0)) ERR_clear_error();
+}
+
 /* SSLAgainErrors: want more input (or output room), or a "syscall" error of the memory BIO. */
 static int is_again(int e) {
   return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_SYSCALL;
@@ -258,7 +269,7 @@ static int backlog_append(asyncio__tls_t *tls, const struct iovec *iov, int iovc
  */
 static int ssl_write_step(asyncio__tls_t *tls, const char *p, size_t n) {
   if (n > TLS_WRITE_STEP) n = TLS_WRITE_STEP;
-  ERR_clear_error();
+  err_reset();
   int r = SSL_write(tls->ssl, p, (int)n);
   if (r > 0) {
     /* Hand the records down as they come, so `out` stays small. */
@@ -267,7 +278,7 @@ static int ssl_write_step(asyncio__tls_t *tls, const char *p, size_t n) {
   }
   int e = SSL_get_error(tls->ssl, r);
   if (is_again(e)) {
-    ERR_clear_error();
+    err_reset();
     return 0;
   }
   int err = tls_error(tls, "TLS write failed");
@@ -394,13 +405,13 @@ static void call_eof_received(asyncio__tls_t *tls) {
  */
 static int ssl_read_step(asyncio__tls_t *tls, char *p, size_t n) {
   if (n > INT_MAX) n = INT_MAX;
-  ERR_clear_error();
+  err_reset();
   int r = SSL_read(tls->ssl, p, (int)n);
   if (r > 0) return r;
   int e = SSL_get_error(tls->ssl, r);
   if (e == SSL_ERROR_ZERO_RETURN) return 0;
   if (is_again(e)) {
-    ERR_clear_error();
+    err_reset();
     return -1;
   }
   fatal_error(tls, tls_error(tls, "TLS read failed"));
@@ -534,7 +545,7 @@ static void on_handshake_complete(asyncio__tls_t *tls, int err) {
 }
 
 static void do_handshake(asyncio__tls_t *tls) {
-  ERR_clear_error();
+  err_reset();
   int r = SSL_do_handshake(tls->ssl);
   if (r == 1) {
     /*
@@ -549,7 +560,7 @@ static void do_handshake(asyncio__tls_t *tls) {
   }
   int e = SSL_get_error(tls->ssl, r);
   if (is_again(e)) {
-    ERR_clear_error();
+    err_reset();
     process_outgoing(tls);
     return;
   }
@@ -626,13 +637,13 @@ static void on_shutdown_complete(asyncio__tls_t *tls, int err) {
 
 static void do_shutdown(asyncio__tls_t *tls) {
   if (!tls->eof_received) {
-    ERR_clear_error();
+    err_reset();
     int r = SSL_shutdown(tls->ssl);
     if (r == 0) r = SSL_shutdown(tls->ssl); /* sent ours; now look for the peer's */
     if (r != 1) {
       int e = SSL_get_error(tls->ssl, r);
       if (r == 0 || is_again(e)) {
-        ERR_clear_error();
+        err_reset();
         process_outgoing(tls);
         return;
       }
