@@ -581,8 +581,14 @@ int asyncio__transport_make_and_wait_to(asyncio_loop_t *loop, int fd, int kind,
     t->peer_is_dest = 1;
   }
   void *inst = t->inst;
-  rc = asyncio_await(waiter, NULL);
+  /*
+   * The transport's reference keeps the waiter until connection_made, and
+   * asyncio_await holds its own while the task waits, so ours can go now:
+   * a task destroyed by loop close while it waits then leaves no future
+   * behind (the loop drops the await's reference, the transport its own).
+   */
   asyncio__future_unref(waiter);
+  rc = asyncio_await(waiter, NULL);
   /* Python: transport.close(); raise */
   if (rc == -ECANCELED && !t->dead) asyncio_transport_close(t);
   if (asyncio__transport_unhold(t)) return rc < 0 ? rc : -ENOTCONN;

@@ -1036,8 +1036,20 @@ int asyncio__tls_transport_new(asyncio_loop_t *loop, int fd, const asyncio__tls_
  */
 static int await_handshake(asyncio__tls_t *tls, asyncio_future_t *waiter,
                            asyncio_transport_t **transport, void **instance) {
-  int rc = asyncio_await(waiter, NULL);
-  asyncio__future_unref(waiter);
+  /*
+   * While the handshake runs, tls->waiter's reference keeps the future, and
+   * asyncio_await holds one while the task waits: ours goes first, so a task
+   * destroyed by loop close while it waits leaves no future behind.  (A
+   * handshake that already ended has released tls's: keep ours for it.)
+   */
+  int rc;
+  if (!asyncio_future_done(waiter)) {
+    asyncio__future_unref(waiter);
+    rc = asyncio_await(waiter, NULL);
+  } else {
+    rc = asyncio_await(waiter, NULL);
+    asyncio__future_unref(waiter);
+  }
   if (rc > 0) rc = 0;
   if (rc == -ECANCELED && tls->under) abort_tls(tls);
   asyncio_transport_t *a = tls->app;

@@ -110,6 +110,12 @@ typedef struct stream {
   socklen_t peerlen, socklen;
   void (*on_lost)(void *arg, int error); /* subprocess.c's pipe hook, or NULL */
   void *lost_arg;
+  /*
+   * Made by an opening call that has not handed the handles out yet (it
+   * may be suspended): if the loop closes then, its task is gone and
+   * nobody will free them, so the loop does.
+   */
+  uint8_t creating;
 } stream_t;
 
 #if UINTPTR_MAX == 0xffffffffffffffffu
@@ -156,7 +162,7 @@ static void stream_destroy(asyncio__res_t *r) {
   s->closeq = (asyncio__waitq_t){0};
   s->wbusy = 0;
   s->dptr = NULL;
-  if (s->handler_owned) s->r.live = s->w.live = 0;
+  if (s->handler_owned || s->creating) s->r.live = s->w.live = 0;
   /* readuntil's partial bytes lived in the buffer freed below: partial() must not lend them. */
   if (s->partial) {
     s->partial = NULL;
@@ -453,6 +459,7 @@ static int client_factory(void *arg, const asyncio_protocol_t **proto, void **in
   if (c->s) return -EINVAL; /* one connection per call */
   c->s = stream_new(c->loop, c->limit);
   if (!c->s) return -ENOMEM;
+  c->s->creating = 1;
   *proto = &stream_protocol;
   *inst = c->s;
   return 0;
@@ -486,6 +493,7 @@ static int open_common(const char *host, int port, bool unix_, const char *path,
     if (c.s) abandon(c.s);
     return rc;
   }
+  c.s->creating = 0;
   *reader = &c.s->r;
   *writer = &c.s->w;
   return 0;
@@ -548,7 +556,12 @@ int asyncio__stream_open_pipe(asyncio_loop_t *loop, int fd, int write, size_t li
   }
   c.s->on_lost = on_lost;
   c.s->lost_arg = arg;
-  return 0;
+  return 0; /* still creating: asyncio__stream_pipe_handed when the process is handed out */
+}
+
+void asyncio__stream_pipe_handed(asyncio_stream_reader_t *r, asyncio_stream_writer_t *w) {
+  if (r) R2S(r)->creating = 0;
+  if (w) W2S(w)->creating = 0;
 }
 
 /* ---- servers ------------------------------------------------------------------------- */

@@ -32,6 +32,8 @@ int asyncio__stream_open_pipe(asyncio_loop_t *loop, int fd, int write, size_t li
                               void (*on_lost)(void *arg, int error), void *arg,
                               asyncio_transport_t **t, asyncio_stream_reader_t **r,
                               asyncio_stream_writer_t **w, int *fd_taken);
+/* streams.c: the pipe streams belong to the caller's process handle from now on. */
+void asyncio__stream_pipe_handed(asyncio_stream_reader_t *r, asyncio_stream_writer_t *w);
 
 struct asyncio_process {
   asyncio__res_t res;
@@ -45,6 +47,8 @@ struct asyncio_process {
   uint8_t finished; /* exited and every pipe lost */
   uint8_t user;     /* the caller holds the handle */
   uint8_t orphan;   /* the loop was closed */
+  uint8_t creating; /* create() still runs: it holds the record, not the caller */
+  int unconnected[3]; /* while creating: our pipe ends not yet given to a transport, or -1 */
 };
 
 /* ---- lifetime ------------------------------------------------------------------------ */
@@ -77,6 +81,16 @@ static void proc_destroy(asyncio__res_t *r) {
   p->finished = 1;
   p->orphan = 1;
   p->loop = NULL;
+  /*
+   * Closed while create() waited to connect a pipe: its task is gone, so
+   * the pipe ends it had not reached yet and the record itself are ours
+   * to free (the connected ones belong to their transports).
+   */
+  if (p->creating) {
+    for (int i = 0; i < 3; i++)
+      if (p->unconnected[i] >= 0) close(p->unconnected[i]);
+    p->user = 0;
+  }
   if (!p->user) asyncio__free(p, sizeof *p);
 }
 
@@ -114,6 +128,8 @@ static int create(asyncio_process_t **out, const char *file, char *const argv[],
   if (!rc) {
     p->loop = loop;
     p->user = 1;
+    p->creating = 1;
+    for (int i = 0; i < 3; i++) p->unconnected[i] = parent[i];
     p->res.destroy = proc_destroy;
     rc = asyncio__spawn_watch(&p->child, loop, pid, child_exited);
     if (rc) {
@@ -137,6 +153,7 @@ static int create(asyncio_process_t **out, const char *file, char *const argv[],
     if (parent[i] < 0) continue;
     if (rc) {
       close(parent[i]);
+      p->unconnected[i] = -1;
       p->npipes--;
       continue;
     }
@@ -144,6 +161,9 @@ static int create(asyncio_process_t **out, const char *file, char *const argv[],
     asyncio_stream_reader_t *r;
     asyncio_stream_writer_t *w;
     int taken = 0;
+    /* From here the fd is the transport's, or closed below: the wait for
+     * connection_made comes after the transport took it. */
+    p->unconnected[i] = -1;
     rc = asyncio__stream_open_pipe(loop, parent[i], i == 0, o->limit, pipe_lost, p, &t, &r, &w,
                                    &taken);
     if (rc) {
@@ -155,6 +175,7 @@ static int create(asyncio_process_t **out, const char *file, char *const argv[],
     else if (i == 1) p->out = r;
     else p->err = r;
   }
+  p->creating = 0;
   if (rc) {
     /* Cancelled or failed after the start: kill it; the record reaps it and goes. */
     if (!p->child.exited) kill(p->child.pid, SIGKILL);
@@ -162,6 +183,8 @@ static int create(asyncio_process_t **out, const char *file, char *const argv[],
     asyncio_process_free(p);
     return rc;
   }
+  asyncio__stream_pipe_handed(p->out, p->in);
+  asyncio__stream_pipe_handed(p->err, NULL);
   *out = p;
   return 0;
 }

@@ -2101,3 +2101,40 @@ TEST(server_free_releases_context) {
   assert_ok(run_main(servers_freed_main, NULL));
   ASSERT_SOFT();
 }
+
+/* ---- the loop closed under open_connection ---------------------------------------------- */
+
+/*
+ * The loop closed while open_connection waits for connection_made: its
+ * task is destroyed there, before the caller got the reader and writer, so
+ * the stream goes with the loop (the harness checks memory and descriptors).
+ * sock= skips the connect, so the wait comes in the task's first step.
+ */
+static int g_pair[2];
+
+static int open_then_stop(void *arg) {
+  asyncio_loop_t *loop = arg;
+  reader_t *r = NULL;
+  writer_t *w = NULL;
+  asyncio_loop_stop(loop); /* run_forever returns at the end of this iteration */
+  asyncio_connection_options_t co = {.sock = g_pair[0], .use_sock = true};
+  asyncio_stream_options_t o = {.connection = &co};
+  (void)asyncio_open_connection(NULL, 0, &o, &r, &w);
+  CHECK(!"open_connection returned: the loop should have closed under it");
+  return 0;
+}
+
+TEST(loop_close_while_opening) {
+  (void)state;
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g_pair), 0);
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  asyncio_task_t *t = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &t, open_then_stop, loop, NULL));
+  assert_ok(asyncio_loop_run_forever(loop));
+  assert_false(asyncio_future_done(t));
+  assert_ok(asyncio_task_free(t));
+  assert_ok(asyncio_loop_close(loop)); /* closes g_pair[0]: the transport had taken it */
+  close(g_pair[1]);
+  ASSERT_SOFT();
+}

@@ -687,6 +687,39 @@ TEST(loop_close_with_running_child) {
   }
 }
 
+/*
+ * The loop closed while create_subprocess_exec still waits to connect the
+ * child's pipes: its task is destroyed there.  The pipe ends it had not
+ * reached yet, the record and the child must all go with the loop (the
+ * harness checks descriptors and memory after the case).
+ */
+static int create_then_stop(void *arg) {
+  asyncio_loop_t *loop = arg;
+  char *argv[] = {"sleep", "100", NULL};
+  asyncio_subprocess_options_t o = {.stdin_mode = ASYNCIO_SUBPROCESS_PIPE,
+                                    .stdout_mode = ASYNCIO_SUBPROCESS_PIPE,
+                                    .stderr_mode = ASYNCIO_SUBPROCESS_PIPE};
+  asyncio_process_t *p = NULL;
+  asyncio_loop_stop(loop); /* run_forever returns at the end of this iteration */
+  (void)asyncio_create_subprocess_exec(&p, "sleep", argv, &o);
+  CHECK(!"create_subprocess_exec returned: the loop should have closed under it");
+  return 0;
+}
+
+TEST(loop_close_while_connecting_pipes) {
+  (void)state;
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  asyncio_task_t *t = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &t, create_then_stop, loop, NULL));
+  assert_ok(asyncio_loop_run_forever(loop)); /* the task suspends connecting stdin */
+  assert_false(asyncio_future_done(t));
+  assert_ok(asyncio_task_free(t));
+  assert_ok(asyncio_loop_close(loop));
+  ASSERT_SOFT();
+  assert_true(no_children()); /* killed and reaped by the close */
+}
+
 static int detach_main(void *arg) {
   (void)arg;
   /* Exits once its stdin closes, which freeing the handle does. */
