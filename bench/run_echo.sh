@@ -2,7 +2,7 @@
 # bench/run_echo.sh - the TCP echo benchmark of issue 5 (docs/bench.md,
 # "TCP echo (issue 5)").
 #
-#   bench/run_echo.sh [--no-deps] BUILD_DIR
+#   bench/run_echo.sh [--no-deps] [--tls] BUILD_DIR
 #
 # BUILD_DIR is a configured and built tree (cmake --build BUILD_DIR --target
 # bench-echo builds the load generator, the epoll floor and our protocol
@@ -28,25 +28,34 @@
 # BENCH_SYSCALLS (1: the perf pass; 0 skips it); BENCH_SERVER_CPU (1) and
 # BENCH_LOADGEN_CPU (0) the cores; BENCH_SPIN (0; 1 makes the load
 # generator poll without sleeping).
+#
+# --tls (what bench/run_tls.sh runs; docs/bench.md, "TLS echo"): the same
+# with TLS 1.3 on every connection.  A throwaway P-256 certificate is made,
+# every server gets --tls CERT KEY and the load generator -T (handshakes
+# come before anything is timed).  Servers default to those with a TLS
+# mode (not libuv, Tokio, Node), rows to pp1 pp50 pipe50, BENCH_SYSCALLS to
+# 0; results go to BUILD_DIR/bench/results/tls.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 src=$here/echo
 deps=1
+tlsmode=0
 build=
 for a in "$@"; do
   case "$a" in
     --no-deps) deps=0 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    --tls) tlsmode=1 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     -*) echo "run_echo.sh: unknown option $a" >&2; exit 2 ;;
     *) build=$a ;;
   esac
 done
-[ -n "$build" ] || { echo "usage: bench/run_echo.sh [--no-deps] BUILD_DIR" >&2; exit 2; }
+[ -n "$build" ] || { echo "usage: bench/run_echo.sh [--no-deps] [--tls] BUILD_DIR" >&2; exit 2; }
 build=$(cd "$build" && pwd)
 bin=$build/bench/echo
-out=$build/bench/results/echo
+out=$build/bench/results/$([ "$tlsmode" = 1 ] && echo tls || echo echo)
 for t in echo_loadgen echo_epoll echo_protocol; do
   [ -x "$bin/$t" ] || { echo "run_echo.sh: $bin/$t not built (cmake --build $build --target bench-echo)" >&2; exit 1; }
 done
@@ -57,9 +66,15 @@ reps=${BENCH_REPS:-5}
 secs=${BENCH_SECONDS:-0.5}
 warmup=${BENCH_WARMUP:-0.25}
 sys_secs=${BENCH_SYSCALL_SECONDS:-1.5}
-servers=${BENCH_SERVERS:-epoll ours-proto ours-streams libuv tokio uvloop-proto uvloop-streams asyncio-proto asyncio-streams go node}
-rows=${BENCH_ROWS:-pp1 pp50 pipe50 pp1000}
-do_sys=${BENCH_SYSCALLS:-1}
+if [ "$tlsmode" = 1 ]; then
+  servers=${BENCH_SERVERS:-epoll ours-proto ours-streams uvloop-proto uvloop-streams asyncio-proto asyncio-streams go}
+  rows=${BENCH_ROWS:-pp1 pp50 pipe50}
+  do_sys=${BENCH_SYSCALLS:-0}
+else
+  servers=${BENCH_SERVERS:-epoll ours-proto ours-streams libuv tokio uvloop-proto uvloop-streams asyncio-proto asyncio-streams go node}
+  rows=${BENCH_ROWS:-pp1 pp50 pipe50 pp1000}
+  do_sys=${BENCH_SYSCALLS:-1}
+fi
 score=${BENCH_SERVER_CPU:-1}
 lcore=${BENCH_LOADGEN_CPU:-0}
 spin=${BENCH_SPIN:-0}
@@ -79,6 +94,17 @@ fi
 cc=$(cache_get CMAKE_C_COMPILER)
 cc=${cc:-cc}
 
+# --tls: a throwaway certificate for CN=localhost (the load generator verifies nothing).
+tls=()
+tls_lg=()
+if [ "$tlsmode" = 1 ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -days 30 -keyout "$bin/tls-key.pem" -out "$bin/tls-cert.pem" >"$out/openssl-req.log" 2>&1 ||
+    { echo "run_echo.sh: openssl req failed (see $out/openssl-req.log)" >&2; exit 1; }
+  tls=(--tls "$bin/tls-cert.pem" "$bin/tls-key.pem")
+  tls_lg=(-T)
+fi
+
 # ---- building the servers that CMake does not ------------------------------------
 declare -A cmd why
 note() { why[$1]=$2; echo "run_echo.sh: $1: $2 (n/a)" >&2; }
@@ -88,7 +114,7 @@ build_streams() {
   local lib=$build/libasyncio.a
   if "$cc" -O2 -std=gnu11 -I"$root/include" -o "$bin/echo_streams" "$src/echo_streams.c" "$lib" \
        -lssl -lcrypto -lpthread -lm >"$out/build-streams.log" 2>&1; then
-    cmd[ours-streams]="$bin/echo_streams"
+    cmd[ours-streams]="$bin/echo_streams ${tls[*]}"
   else
     note ours-streams "does not build: $(grep -m1 -E 'error|undefined' "$out/build-streams.log" | sed 's/.*: //' || true)"
   fi
@@ -140,7 +166,7 @@ build_go() {
   mkdir -p "$gd/cache" "$gd/path"
   if GOCACHE=$gd/cache GOPATH=$gd/path GOTOOLCHAIN=local GOPROXY=off GO111MODULE=off GOFLAGS='' \
        go build -o "$bin/echo_go" "$src/echo_server.go" >"$out/build-go.log" 2>&1; then
-    cmd[go]="env GOMAXPROCS=1 $bin/echo_go"
+    cmd[go]="env GOMAXPROCS=1 $bin/echo_go ${tls[*]}"
   else
     note go "does not build (see $out/build-go.log)"
   fi
@@ -149,16 +175,21 @@ build_go() {
 py_peer() { # NAME KIND [--uvloop]
   local name=$1 kind=$2
   shift 2
-  if ! [ -x "$python" ] || ! "$python" -c "import asyncio${1:+, uvloop}" 2>/dev/null; then
+  if ! [ -x "$python" ] || ! "$python" -c "import asyncio, ssl${1:+, uvloop}" 2>/dev/null; then
     note "$name" "$python${1:+ with uvloop} not available"
     return
   fi
-  cmd[$name]="$python $src/echo_server.py $kind $*"
+  cmd[$name]="$python $src/echo_server.py $kind $* ${tls[*]}"
 }
 
-cmd[epoll]="$bin/echo_epoll"
-cmd[ours-proto]="$bin/echo_protocol"
+cmd[epoll]="$bin/echo_epoll ${tls[*]}"
+cmd[ours-proto]="$bin/echo_protocol ${tls[*]}"
 for s in $servers; do
+  if [ "$tlsmode" = 1 ]; then
+    case "$s" in
+      libuv|tokio|node) echo "run_echo.sh: $s has no TLS server here" >&2; exit 2 ;;
+    esac
+  fi
   case "$s" in
     epoll|ours-proto) ;;
     ours-streams) build_streams ;;
@@ -233,7 +264,7 @@ run_one() {
   fi
   local window=$secs
   [ "$withperf" = 1 ] && window=$sys_secs
-  local lg=(taskset -c "$lcore" "$bin/echo_loadgen" -c "$c" -d "$d" -w "$warmup" -t "$window" -p "$server_pid")
+  local lg=(taskset -c "$lcore" "$bin/echo_loadgen" "${tls_lg[@]}" -c "$c" -d "$d" -w "$warmup" -t "$window" -p "$server_pid")
   [ "$spin" = 1 ] && lg+=(-b)
   if [ "$withperf" = 1 ]; then
     rm -f "$tmp/ctl" "$tmp/ack" "$tmp/perf"
@@ -321,7 +352,7 @@ ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {printf "
 
 cpu_name=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 echo
-echo "TCP echo, 64-byte messages: ${cpu_name:-unknown CPU} ($(nproc) CPUs), Linux $(uname -r)"
+echo "$([ "$tlsmode" = 1 ] && echo "TLS echo, $(openssl version | cut -d' ' -f1-2)" || echo "TCP echo"), 64-byte messages: ${cpu_name:-unknown CPU} ($(nproc) CPUs), Linux $(uname -r)"
 echo "server on CPU $score, load generator on CPU $lcore$([ "$spin" = 1 ] && echo ' (spinning)');" \
   "median of $reps interleaved repetitions, ${secs} s windows after ${warmup} s warm-up"
 echo "build ${build_type:-?}, $("$cc" --version 2>/dev/null | head -1); load average before $load0, after $load1"
@@ -354,7 +385,7 @@ table() { # TITLE ARRAY FORMAT(krps|fix:P) RATIO(0/1)
   done
   echo
 }
-table "round trips per second (ratio to the epoll floor; higher is better)" rps krps 1
+table "round trips per second (ratio to the epoll$([ "$tlsmode" = 1 ] && echo ' + OpenSSL') floor; higher is better)" rps krps 1
 table "server CPU microseconds per round trip (ratio to the floor; lower is better)" cpu fix:2 1
 if [ "$perf_ok" = 1 ]; then
   table "server system calls per round trip (perf stat, one untimed ${sys_secs} s run)" sys fix:3 0
