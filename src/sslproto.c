@@ -73,7 +73,6 @@ typedef struct asyncio__tls {
   uint8_t ssl_reading_paused; /* we paused `under` (too much ciphertext waiting) */
   uint8_t eof_received;       /* `under` got EOF */
   uint8_t in_read;            /* do_read_copied runs: a nested one needs its own buffer */
-  uint32_t conn_lost;         /* writes ignored after the end */
   double hs_timeout, sd_timeout;
   asyncio_handle_t hs_timer, sd_timer;
   asyncio_future_t *waiter; /* the creator's: the handshake's outcome */
@@ -85,7 +84,6 @@ typedef struct asyncio__tls {
   void *factory_arg;
   tchunk_t *bhead, *btail; /* plaintext not yet given to SSL_write */
   size_t bsize;
-  size_t in_high, in_low;
 } asyncio__tls_t;
 
 /* Per-loop buffers, made on first use (loop->net exists by then). */
@@ -323,8 +321,7 @@ static void flush_backlog(asyncio__tls_t *tls) {
 int asyncio__tls_write(asyncio_transport_t *app, const struct iovec *iov, int iovcnt) {
   asyncio__tls_t *tls = app->tls;
   if (tls->state == S_FLUSHING || tls->state == S_SHUTDOWN || tls->state == S_UNWRAPPED) {
-    tls->conn_lost++; /* Python warns from the 5th on: 'SSL connection is closed' */
-    return 0;
+    return 0; /* ignored, as Python's (which logs 'SSL connection is closed') */
   }
   size_t total = 0;
   for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
@@ -380,10 +377,10 @@ void asyncio__tls_control_app_writing(asyncio_transport_t *app) {
 static void control_ssl_reading(asyncio__tls_t *tls) {
   if (!tls->under) return;
   size_t size = BIO_ctrl_pending(tls->in);
-  if (size >= tls->in_high && !tls->ssl_reading_paused) {
+  if (size >= TLS_READ_HIGH && !tls->ssl_reading_paused) {
     tls->ssl_reading_paused = 1;
     asyncio_transport_pause_reading(tls->under);
-  } else if (size <= tls->in_low && tls->ssl_reading_paused) {
+  } else if (size <= TLS_READ_HIGH / 4 && tls->ssl_reading_paused) {
     tls->ssl_reading_paused = 0;
     asyncio_transport_resume_reading(tls->under);
   }
@@ -767,7 +764,6 @@ static void under_connection_lost(asyncio_transport_t *u, int err, void *arg) {
   asyncio__tls_t *tls = arg;
   backlog_clear(tls);
   (void)BIO_reset(tls->out);
-  tls->conn_lost++;
   asyncio_transport_t *a = tls->app;
   a->closing = 1;
   a->conn_lost++;
@@ -980,8 +976,6 @@ static int tls_new(asyncio_loop_t *loop, const asyncio__tls_params_t *p,
   tls->hs_timeout = p->handshake_timeout > 0 ? p->handshake_timeout : ASYNCIO_SSL_HANDSHAKE_TIMEOUT;
   tls->sd_timeout = p->shutdown_timeout > 0 ? p->shutdown_timeout : ASYNCIO_SSL_SHUTDOWN_TIMEOUT;
   tls->hs_timer = tls->sd_timer = ASYNCIO_HANDLE_NONE;
-  tls->in_high = TLS_READ_HIGH;
-  tls->in_low = TLS_READ_HIGH / 4;
   a->loop = loop;
   a->fd = -1;
   a->kind = ASYNCIO__TK_TLS;
