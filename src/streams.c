@@ -294,13 +294,10 @@ static void unread_failed(stream_t *s) {
   }
 }
 
+/* Every caller emptied the buffer before it waited, so start is 0 here and
+ * nothing is lent: the bytes go in front of whatever came meanwhile. */
 static void unread(stream_t *s, const char *p, size_t k) {
   if (!k) return;
-  if (s->start >= k && !s->borrowed) {
-    s->start -= k;
-    memcpy(s->buf + s->start, p, k);
-    return;
-  }
   size_t live = buffered(s);
   if (s->cap < live + k) {
     size_t ncap = s->cap ? s->cap : INIT_CAP;
