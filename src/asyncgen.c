@@ -387,9 +387,9 @@ ASYNCIO_API int asyncio_loop_shutdown_asyncgens(asyncio_loop_t *loop) {
   if (!loop) return ASYNCIO_ENOLOOP;
   int rc = asyncio__check_thread(loop);
   if (rc) return rc;
-  if (loop != running) return -EINVAL;
+  /* Not a task of that loop: the rule of every call that names a loop. */
+  if (loop != running || !loop->current) return ASYNCIO_ENOTASK;
   asyncio__task_t *t = loop->current;
-  if (!t) return ASYNCIO_ENOTASK;
   int cancelled = 0;
   for (asyncio_asyncgen_t *g = loop->asyncgens; g; g = g->next) g->seen = 0;
   /* One at a time, rescanning after each: closing one may free others. */

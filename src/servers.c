@@ -348,7 +348,11 @@ static int check_task(asyncio_server_t *s) {
   if (s->orphan) return ASYNCIO_ECLOSED; /* before s->loop: it may be freed */
   int rc = asyncio__check_thread(s->loop);
   if (rc) return rc;
-  if (asyncio__running_loop != s->loop || !s->loop->current) return ASYNCIO_ENOTASK;
+  asyncio_loop_t *running = asyncio__running_loop;
+  if (!running || !running->current) return ASYNCIO_ENOTASK;
+  /* A task of another loop: the server is the wrong object here, as a
+   * stream or a lock of another loop is (Python: RuntimeError). */
+  if (running != s->loop) return -EINVAL;
   return 0;
 }
 

@@ -605,7 +605,8 @@ int asyncio__threads_shutdown_default(asyncio_loop_t *loop, asyncio_future_t **o
 ASYNCIO_API int asyncio_loop_shutdown_default_executor(asyncio_loop_t *loop, double timeout) {
   asyncio_loop_t *running = asyncio__running_loop;
   if (!running || !running->current) return ASYNCIO_ENOTASK;
-  if (!loop || loop != running || isnan(timeout)) return -EINVAL;
+  if (!loop || isnan(timeout)) return -EINVAL;
+  if (loop != running) return ASYNCIO_ENOTASK; /* a task of another loop */
   if (!lt_get(loop)) return -ENOMEM; /* to remember that shutdown was called */
   asyncio_future_t *f;
   int rc = asyncio__threads_shutdown_default(loop, &f);

@@ -688,7 +688,7 @@ TEST(asyncgen_shutdown_asyncgens_reports_errors) {
   assert_int_equal(eh_calls, 1);
   assert_int_equal(eh_error, -EPIPE);
   assert_non_null(strstr(eh_message, "an error occurred during closing of asynchronous generator"));
-  assert_rc(asyncio_loop_shutdown_asyncgens(loop), -EINVAL); /* not running */
+  assert_rc(asyncio_loop_shutdown_asyncgens(loop), ASYNCIO_ENOTASK); /* not running */
   assert_ok(asyncio_asyncgen_free(gens[0]));
   assert_ok(asyncio_asyncgen_free(gens[1]));
   assert_ok(asyncio_loop_close(loop));

@@ -187,9 +187,11 @@ static int xl_other_loop(void *arg) {
            ASYNCIO_ENOTASK);
   CHECK_RC(asyncio_loop_create_unix_server(x->a, null_factory, NULL, "@asyncio-test-x", NULL, &s2),
            ASYNCIO_ENOTASK);
-  CHECK_RC(asyncio_server_start_serving(x->srv), ASYNCIO_ENOTASK);
-  CHECK_RC(asyncio_server_serve_forever(x->srv), ASYNCIO_ENOTASK);
-  CHECK_RC(asyncio_server_wait_closed(x->srv), ASYNCIO_ENOTASK);
+  /* Calls on the loop name it: not a task of it.  Calls on the server: the
+   * wrong server for this task, as for streams and locks. */
+  CHECK_RC(asyncio_server_start_serving(x->srv), -EINVAL);
+  CHECK_RC(asyncio_server_serve_forever(x->srv), -EINVAL);
+  CHECK_RC(asyncio_server_wait_closed(x->srv), -EINVAL);
   CHECK(!asyncio_server_is_serving(x->srv));
   return 0;
 }

@@ -261,6 +261,11 @@ static int shutdown_timeout_main(void *arg) {
   int wait_again = (int)(intptr_t)arg;
   asyncio_loop_t *loop = asyncio_get_running_loop();
   CHECK_RC(asyncio_loop_shutdown_default_executor(loop, NAN), -EINVAL);
+  /* Another loop's: this task is not one of its tasks. */
+  asyncio_loop_t *other;
+  CHECK_RC(asyncio_loop_new(&other, NULL), 0);
+  CHECK_RC(asyncio_loop_shutdown_default_executor(other, -1), ASYNCIO_ENOTASK);
+  CHECK_RC(asyncio_loop_close(other), 0);
   CHECK_RC(asyncio_loop_set_exception_handler(loop, timeout_warning, NULL), 0);
   asyncio_future_t *job;
   CHECK_RC(asyncio_loop_run_in_executor(loop, NULL, blocking_job, NULL, &job), 0);

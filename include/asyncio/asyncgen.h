@@ -178,8 +178,8 @@ const char *asyncio_asyncgen_get_name(asyncio_asyncgen_t *gen);
  * generator that is running on behalf of a task.  Generators started
  * afterwards are still tracked.  A suspension point; must be called from a
  * task of that loop.  Returns 0, -ECANCELED (the calling task was cancelled),
- * ASYNCIO_ENOTASK, ASYNCIO_ENOLOOP, -EINVAL (another loop than the running
- * one), ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD.
+ * ASYNCIO_ENOTASK (not called from a task of that loop), ASYNCIO_ENOLOOP,
+ * ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD.
  */
 int asyncio_loop_shutdown_asyncgens(asyncio_loop_t *loop);
 

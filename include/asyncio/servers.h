@@ -145,9 +145,9 @@ bool asyncio_server_is_serving(const asyncio_server_t *server);
 
 /*
  * Starts accepting (Server.start_serving()); idempotent.  Suspends for one
- * loop iteration, as Python's sleep(0).  Returns 0, -EINVAL,
- * ASYNCIO_EINVALIDSTATE (closed), ASYNCIO_ENOTASK (not called from a task
- * of the server's loop), ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD,
+ * loop iteration, as Python's sleep(0).  Returns 0, -EINVAL (NULL, or
+ * called from a task of another loop), ASYNCIO_EINVALIDSTATE (closed),
+ * ASYNCIO_ENOTASK (not called from a task), ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD,
  * -ECANCELED, listen()'s error (e.g. -EINVAL for a connected socket given
  * with use_sock), -ENOMEM.
  */
@@ -170,8 +170,8 @@ int asyncio_server_serve_forever(asyncio_server_t *server);
  * (Server.wait_closed(), 3.12.1 semantics).  Returns at once if that is
  * already so.  Suspends; a cancelled wait keeps nothing behind (Python's
  * server keeps its future until close), so it may be polled under a
- * timeout.  Returns 0, -EINVAL, ASYNCIO_ENOTASK (not called
- * from a task of the server's loop), ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD,
+ * timeout.  Returns 0, -EINVAL (NULL, or called from a task of another
+ * loop), ASYNCIO_ENOTASK (not called from a task), ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD,
  * -ECANCELED, -ENOMEM.
  */
 int asyncio_server_wait_closed(asyncio_server_t *server);

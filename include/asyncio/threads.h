@@ -109,8 +109,8 @@ int asyncio_to_thread(asyncio_thread_fn fn, void *arg, void **value);
  * exception handler (error -ETIMEDOUT) and returns 1 without waiting for
  * the threads still running; the join goes on in the background and
  * asyncio_loop_close waits for the rest.  Returns 0 (also when there was no
- * default executor), 1 (timed out), ASYNCIO_ENOTASK, -EINVAL (loop is not
- * the running loop, timeout NaN), -ENOMEM, -EAGAIN (no joiner thread), or
+ * default executor), 1 (timed out), ASYNCIO_ENOTASK (not called from a
+ * task of loop), -EINVAL (NULL loop, timeout NaN), -ENOMEM, -EAGAIN (no joiner thread), or
  * -ECANCELED (the shutdown goes on; asyncio_loop_close waits for it).
  * An enclosing timeout scope still bounds the call, with -ETIMEDOUT from
  * that scope's exit as usual.
