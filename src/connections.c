@@ -490,6 +490,11 @@ static int wrap_given_sock(asyncio_loop_t *loop, int sock, int family,
  * (base_events' checks): *p is filled when TLS is asked for, and *use set.
  * host is the name to check when server_hostname is not given.
  */
+/* ssl_verify_code is cleared first, so that no failure, of any kind, leaves an old value. */
+static void clear_verify_code(const asyncio_connection_options_t *o) {
+  if (o && o->ssl_verify_code) *o->ssl_verify_code = 0; /* X509_V_OK */
+}
+
 static int tls_params(const asyncio_connection_options_t *o, const char *host,
                       asyncio__tls_params_t *p, int *use) {
   *use = 0;
@@ -509,6 +514,7 @@ static int tls_params(const asyncio_connection_options_t *o, const char *host,
   p->server_hostname = name;
   p->handshake_timeout = o->ssl_handshake_timeout;
   p->shutdown_timeout = o->ssl_shutdown_timeout;
+  p->verify_code = o->ssl_verify_code;
   *use = 1;
   return 0;
 }
@@ -519,6 +525,7 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
                                                const asyncio_connection_options_t *o,
                                                asyncio_transport_t **transport, void **instance) {
   if (transport) *transport = NULL;
+  clear_verify_code(o);
   if (!loop || !factory || !transport) return -EINVAL;
   int use_sock = o && o->use_sock;
   /*
@@ -577,6 +584,7 @@ ASYNCIO_API int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
                                                      asyncio_transport_t **transport,
                                                      void **instance) {
   if (transport) *transport = NULL;
+  clear_verify_code(o);
   if (!loop || !factory || !transport) return -EINVAL;
   /* The keywords are ssl= and its timeouts; this end is the TLS server. */
   if (o && o->server_hostname) return -EINVAL;
@@ -600,6 +608,7 @@ ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
                                                     asyncio_transport_t **transport,
                                                     void **instance) {
   if (transport) *transport = NULL;
+  clear_verify_code(o);
   if (!loop || !factory || !transport) return -EINVAL;
   int use_sock = o && o->use_sock;
   if (use_sock ? path != NULL : !path) return -EINVAL;

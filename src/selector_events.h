@@ -286,6 +286,7 @@ typedef struct asyncio__tls_params {
   int server_side;
   const char *server_hostname; /* client side; NULL or "" = no SNI, no name check */
   double handshake_timeout, shutdown_timeout; /* 0 = the defaults */
+  long *verify_code; /* nullable: the creator's ssl_verify_code, written while it waits */
 } asyncio__tls_params_t;
 
 /*

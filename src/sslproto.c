@@ -76,6 +76,7 @@ typedef struct asyncio__tls {
   double hs_timeout, sd_timeout;
   asyncio_handle_t hs_timer, sd_timer;
   asyncio_future_t *waiter; /* the creator's: the handshake's outcome */
+  long *verify_code;        /* the creator's ssl_verify_code; NULL once it stopped waiting */
   asyncio__handle_t *h_lost; /* reserved for the app's connection_lost */
   int lost_error;
   uint8_t wrapped; /* the handshake succeeded once */
@@ -500,6 +501,9 @@ static void do_read(asyncio__tls_t *tls) {
 static void on_handshake_complete(asyncio__tls_t *tls, int err) {
   cancel_timer(&tls->hs_timer);
   if (err) {
+    /* The creator's only way to learn which check failed (Python: verify_code). */
+    if (err == ASYNCIO_ESSLCERTVERIFY && tls->verify_code)
+      *tls->verify_code = SSL_get_verify_result(tls->ssl);
     tls->state = S_UNWRAPPED;
     process_outgoing(tls); /* the alert, so the peer learns why */
     fatal_error(tls, err);
@@ -973,6 +977,7 @@ static int tls_new(asyncio_loop_t *loop, const asyncio__tls_params_t *p,
   tls->ctx = p->ctx;
   tls->loop = loop;
   tls->server_side = (uint8_t)p->server_side;
+  tls->verify_code = p->verify_code;
   tls->hs_timeout = p->handshake_timeout > 0 ? p->handshake_timeout : ASYNCIO_SSL_HANDSHAKE_TIMEOUT;
   tls->sd_timeout = p->shutdown_timeout > 0 ? p->shutdown_timeout : ASYNCIO_SSL_SHUTDOWN_TIMEOUT;
   tls->hs_timer = tls->sd_timer = ASYNCIO_HANDLE_NONE;
@@ -1045,6 +1050,7 @@ static int await_handshake(asyncio__tls_t *tls, asyncio_future_t *waiter,
     asyncio__future_unref(waiter);
   }
   if (rc > 0) rc = 0;
+  tls->verify_code = NULL; /* the caller's, which may be gone once we return */
   if (rc == -ECANCELED && tls->under) abort_tls(tls);
   asyncio_transport_t *a = tls->app;
   /* Lost again before the caller could have it: as make_and_wait. */
@@ -1089,6 +1095,7 @@ int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_
                        void (*swapped)(void *, asyncio_transport_t *), void *swapped_arg,
                        asyncio_transport_t **out) {
   if (out) *out = NULL;
+  if (o && o->ssl_verify_code) *o->ssl_verify_code = X509_V_OK; /* nothing stale, whatever fails */
   if (!loop || !t || !ctx || !out) return -EINVAL;
   if (o && (!(o->ssl_handshake_timeout >= 0) || !(o->ssl_shutdown_timeout >= 0))) return -EINVAL;
   /* A client-side name on the server side: the sides are mixed up (Python ignores it). */
@@ -1105,6 +1112,7 @@ int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_
   p.server_hostname = o ? o->server_hostname : NULL;
   p.handshake_timeout = o ? o->ssl_handshake_timeout : 0;
   p.shutdown_timeout = o ? o->ssl_shutdown_timeout : 0;
+  p.verify_code = o ? o->ssl_verify_code : NULL;
   asyncio_future_t *waiter;
   rc = asyncio_future_new(&waiter, loop);
   if (rc) return rc;

@@ -477,6 +477,8 @@ static int open_common(const char *host, int port, bool unix_, const char *path,
                        asyncio_stream_writer_t **writer) {
   if (reader) *reader = NULL; /* NULL on every error, the other one missing too */
   if (writer) *writer = NULL;
+  /* create_connection clears it too, but may not be reached. */
+  if (o && o->connection && o->connection->ssl_verify_code) *o->connection->ssl_verify_code = 0;
   if (!reader || !writer) return -EINVAL;
   asyncio_loop_t *loop = asyncio_get_running_loop();
   if (!loop || !loop->current) return ASYNCIO_ENOTASK;
@@ -1126,6 +1128,8 @@ static void tls_swapped(void *arg, asyncio_transport_t *app) {
 
 ASYNCIO_API int asyncio_stream_start_tls(asyncio_stream_writer_t *writer, struct ssl_ctx_st *ctx,
                                          const asyncio_start_tls_options_t *options) {
+  /* Cleared before anything can fail (X509_V_OK), as asyncio_loop_start_tls does. */
+  if (options && options->ssl_verify_code) *options->ssl_verify_code = 0;
   stream_t *s;
   int rc = writer_check(writer, &s);
   if (rc) return rc;

@@ -65,11 +65,17 @@ static asyncio_server_t *tls_server(tctx_t *c, const asyncio_server_options_t *s
   return srv;
 }
 
-static int tls_connect(SSL_CTX *ctx, const char *hostname, peer_t *p, int port,
-                       asyncio_transport_t **t) {
-  asyncio_connection_options_t co = {.ssl = ctx, .server_hostname = hostname};
+static int tls_connect_code(SSL_CTX *ctx, const char *hostname, peer_t *p, int port,
+                            asyncio_transport_t **t, long *verify_code) {
+  asyncio_connection_options_t co = {
+      .ssl = ctx, .server_hostname = hostname, .ssl_verify_code = verify_code};
   return asyncio_loop_create_connection(asyncio_get_running_loop(), peer_factory, p, "127.0.0.1",
                                         port, &co, t, NULL);
+}
+
+static int tls_connect(SSL_CTX *ctx, const char *hostname, peer_t *p, int port,
+                       asyncio_transport_t **t) {
+  return tls_connect_code(ctx, hostname, p, port, t, NULL);
 }
 
 /* Closes the server, waits for it (and its connections), frees it. */
@@ -554,13 +560,33 @@ typedef struct vcase {
   const char *hostname; /* server_hostname; NULL = the host, "127.0.0.1" */
   int expect;
   int sni;              /* the server must see SNI "localhost" (1) or none (0) */
+  long code;            /* ssl_verify_code afterwards (X509_V_OK when it connected) */
 } vcase_t;
+
+/* A failed handshake, with (verify_code) or without the ssl_verify_code pointer. */
+static void verify_fail_case(SSL_CTX *ctx, const vcase_t *v, int i, int port,
+                             long *verify_code) {
+  peer_t p = {0};
+  asyncio_transport_t *t = NULL;
+  int rc = tls_connect_code(ctx, v->hostname, &p, port, &t, verify_code);
+  if (rc != v->expect && !soft_fail[0])
+    snprintf(soft_fail, sizeof soft_fail, "case %d (%s): %s, expected %s", i,
+             v->hostname ? v->hostname : "NULL", asyncio_errname(rc), asyncio_errname(v->expect));
+  if (verify_code && *verify_code != v->code && !soft_fail[0])
+    snprintf(soft_fail, sizeof soft_fail, "case %d: verify code %ld (%s), expected %ld", i,
+             *verify_code, X509_verify_cert_error_string(*verify_code), v->code);
+  CHECK(t == NULL);
+  /* The server's side of it ends too; let it.  Its factory never ran. */
+  for (int k = 0; k < 20; k++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(p.made == 0 && p.lost == 0 && p.nrecv == 0 && p.eofs == 0);
+}
 
 /*
  * Each case connects to one server; a failing one must give the client no
  * callback at all and leave the server serving: the good client at the end
  * still gets through, and no pool protocol of a failed handshake saw
- * connection_made or connection_lost.
+ * connection_made or connection_lost.  A failing case runs twice, the
+ * second time without an ssl_verify_code pointer.
  */
 static int verify_run(tctx_t *c, const vcase_t *cases, int n) {
   int port = 0;
@@ -569,13 +595,22 @@ static int verify_run(tctx_t *c, const vcase_t *cases, int n) {
   SSL_CTX *wrong = tls_client_ctx(&c->pki, 1);
   int made = 0; /* the server's factory runs only for handshakes that succeed */
   for (int i = 0; i < n; i++) {
+    SSL_CTX *ctx = cases[i].wrong_ca ? wrong : c->cctx;
+    if (cases[i].expect != 0) {
+      long code = -1; /* stale: the call must overwrite it */
+      verify_fail_case(ctx, &cases[i], i, port, &code);
+      verify_fail_case(ctx, &cases[i], i, port, NULL);
+      CHECK(c->pool.n == made);
+      continue;
+    }
     peer_t p = {0};
     asyncio_transport_t *t = NULL;
-    int rc = tls_connect(cases[i].wrong_ca ? wrong : c->cctx, cases[i].hostname, &p, port, &t);
-    if (rc != cases[i].expect && !soft_fail[0])
-      snprintf(soft_fail, sizeof soft_fail, "case %d (%s): %s, expected %s", i,
-               cases[i].hostname ? cases[i].hostname : "NULL", asyncio_errname(rc),
-               asyncio_errname(cases[i].expect));
+    long code = -1;
+    int rc = tls_connect_code(ctx, cases[i].hostname, &p, port, &t, &code);
+    if (rc != 0 && !soft_fail[0])
+      snprintf(soft_fail, sizeof soft_fail, "case %d (%s): %s, expected success", i,
+               cases[i].hostname ? cases[i].hostname : "NULL", asyncio_errname(rc));
+    CHECK(code == X509_V_OK);
     if (rc == 0) {
       CHECK(p.made == 1 && t != NULL);
       int k = made++;
@@ -587,12 +622,6 @@ static int verify_run(tctx_t *c, const vcase_t *cases, int n) {
       WAIT_UNTIL(c->pool.peers[k].nrecv == 1);
       CHECK_RC(asyncio_transport_close(t), 0);
       WAIT_UNTIL(p.lost == 1 && c->pool.peers[k].lost == 1);
-    } else {
-      CHECK(t == NULL);
-      /* The server's side of it ends too; let it.  Its factory never ran. */
-      for (int k = 0; k < 20; k++) CHECK_RC(asyncio_sleep(0.001), 0);
-      CHECK(p.made == 0 && p.lost == 0 && p.nrecv == 0 && p.eofs == 0);
-      CHECK(c->pool.n == made);
     }
   }
   /* The server survived. */
@@ -611,8 +640,9 @@ static int verify_run(tctx_t *c, const vcase_t *cases, int n) {
 
 static int verify_wrong_ca_main(void *arg) {
   static const vcase_t cases[] = {
-      {1, "localhost", ASYNCIO_ESSLCERTVERIFY, 1},
-      {1, "", ASYNCIO_ESSLCERTVERIFY, 0}, /* no name check still checks the chain */
+      {1, "localhost", ASYNCIO_ESSLCERTVERIFY, 1, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY},
+      /* no name check still checks the chain */
+      {1, "", ASYNCIO_ESSLCERTVERIFY, 0, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY},
   };
   return verify_run(arg, cases, 2);
 }
@@ -620,8 +650,8 @@ TEST(verify_wrong_ca) { run_tls(verify_wrong_ca_main); }
 
 static int verify_hostname_main(void *arg) {
   static const vcase_t cases[] = {
-      {0, "example.com", ASYNCIO_ESSLCERTVERIFY, 1},
-      {0, "localhost", 0, 1},
+      {0, "example.com", ASYNCIO_ESSLCERTVERIFY, 1, X509_V_ERR_HOSTNAME_MISMATCH},
+      {0, "localhost", 0, 1, X509_V_OK},
   };
   return verify_run(arg, cases, 2);
 }
@@ -630,11 +660,11 @@ TEST(verify_hostname_mismatch) { run_tls(verify_hostname_main); }
 /* An IP literal is matched against the IP SANs, and sent as no SNI (RFC 6066). */
 static int verify_ip_main(void *arg) {
   static const vcase_t cases[] = {
-      {0, "127.0.0.1", 0, 0},
-      {0, NULL, 0, 0}, /* server_hostname = host = "127.0.0.1" */
-      {0, "127.0.0.2", ASYNCIO_ESSLCERTVERIFY, 0},
-      {0, "::1", 0, 0},
-      {0, "::2", ASYNCIO_ESSLCERTVERIFY, 0},
+      {0, "127.0.0.1", 0, 0, X509_V_OK},
+      {0, NULL, 0, 0, X509_V_OK}, /* server_hostname = host = "127.0.0.1" */
+      {0, "127.0.0.2", ASYNCIO_ESSLCERTVERIFY, 0, X509_V_ERR_IP_ADDRESS_MISMATCH},
+      {0, "::1", 0, 0, X509_V_OK},
+      {0, "::2", ASYNCIO_ESSLCERTVERIFY, 0, X509_V_ERR_IP_ADDRESS_MISMATCH},
   };
   return verify_run(arg, cases, 5);
 }
@@ -642,10 +672,135 @@ TEST(verify_ip_literal) { run_tls(verify_ip_main); }
 
 /* server_hostname "": no SNI and no name check, but the chain is still verified. */
 static int verify_no_name_main(void *arg) {
-  static const vcase_t cases[] = {{0, "", 0, 0}};
+  static const vcase_t cases[] = {{0, "", 0, 0, X509_V_OK}};
   return verify_run(arg, cases, 1);
 }
 TEST(verify_empty_hostname_skips_name_check) { run_tls(verify_no_name_main); }
+
+/*
+ * A server context that requires a client certificate (SSL_VERIFY_PEER |
+ * SSL_VERIFY_FAIL_IF_NO_PEER_CERT), on the calls where the server side has
+ * a caller waiting: connect_accepted_socket(ssl=) (mode 0) and a
+ * server-side loop.start_tls (mode 1).  A client certificate from a CA the
+ * server does not trust: ASYNCIO_ESSLCERTVERIFY with the reason; none at
+ * all: a TLS error (ASYNCIO_ESSL, Python's SSLError, not a verification
+ * failure), the code left at X509_V_OK; a trusted one connects.
+ */
+typedef struct ccert_srv {
+  int fd, mode, rc;
+  SSL_CTX *ctx;
+  long code;
+  peer_t peer;
+  asyncio_transport_t *t;
+} ccert_srv_t;
+
+static int ccert_server_task(void *arg) {
+  ccert_srv_t *s = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  if (s->mode == 0) {
+    asyncio_connection_options_t co = {.ssl = s->ctx, .ssl_verify_code = &s->code};
+    s->rc = asyncio_loop_connect_accepted_socket(loop, peer_factory, &s->peer, s->fd, &co, &s->t,
+                                                 NULL);
+    return 0;
+  }
+  /* Paused until start_tls resumes it, so that no ClientHello is read as plaintext. */
+  s->peer.pause_on_made = true;
+  asyncio_transport_t *plain = NULL;
+  s->rc = asyncio_loop_connect_accepted_socket(loop, peer_factory, &s->peer, s->fd, NULL, &plain,
+                                               NULL);
+  if (s->rc) return 0;
+  s->peer.t = NULL; /* connection_lost names the app transport */
+  asyncio_start_tls_options_t o = {.server_side = true, .ssl_verify_code = &s->code};
+  s->rc = asyncio_loop_start_tls(loop, plain, s->ctx, &o, &s->t);
+  return 0;
+}
+
+static int ccert_client(tctx_t *c, int fd, int mode, SSL_CTX *ctx, peer_t *p,
+                        asyncio_transport_t **t) {
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  if (mode == 0) {
+    asyncio_connection_options_t co = {
+        .sock = fd, .use_sock = true, .ssl = ctx, .server_hostname = "localhost"};
+    return asyncio_loop_create_connection(loop, peer_factory, p, NULL, 0, &co, t, NULL);
+  }
+  asyncio_connection_options_t co = {.sock = fd, .use_sock = true};
+  asyncio_transport_t *plain = NULL;
+  int rc = asyncio_loop_create_connection(loop, peer_factory, p, NULL, 0, &co, &plain, NULL);
+  if (rc) return rc;
+  p->t = NULL;
+  asyncio_start_tls_options_t o = {.server_hostname = "localhost"};
+  return asyncio_loop_start_tls(loop, plain, ctx, &o, t);
+}
+
+static int client_cert_main(void *arg) {
+  tctx_t *c = arg;
+  SSL_CTX *with_cert = tls_client_ctx(&c->pki, 0), *without = tls_client_ctx(&c->pki, 0);
+  SSL_CTX_use_certificate(with_cert, c->pki.srv); /* it has the clientAuth purpose too */
+  SSL_CTX_use_PrivateKey(with_cert, c->pki.srv_key);
+  SSL_CTX *strict[2]; /* [0] trusts only the other CA, [1] the test CA */
+  for (int k = 0; k < 2; k++) {
+    strict[k] = tls_server_ctx(&c->pki);
+    SSL_CTX_set_verify(strict[k], SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(strict[k]), k ? c->pki.ca : c->pki.other);
+  }
+  static const struct {
+    int trusted, cert, expect;
+    long code;
+  } cases[] = {
+      /* The client sends its CA along (OpenSSL builds the chain from the client context's
+       * store): the root it ends in is one the server does not trust. */
+      {0, 1, ASYNCIO_ESSLCERTVERIFY, X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN},
+      {0, 0, ASYNCIO_ESSL, X509_V_OK},
+      {1, 1, 0, X509_V_OK},
+  };
+  for (int mode = 0; mode < 2; mode++) {
+    for (int i = 0; i < 3; i++) {
+      int sv[2];
+      CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+      ccert_srv_t srv = {.fd = sv[1], .mode = mode, .rc = 1, .ctx = strict[cases[i].trusted],
+                         .code = -1};
+      asyncio_task_t *task = NULL;
+      CHECK_RC(asyncio_create_task(&task, ccert_server_task, &srv, NULL), 0);
+      if (!task) return -1;
+      peer_t p = {0};
+      asyncio_transport_t *t = NULL;
+      /* In TLS 1.3 the client is done before the server has looked at its certificate: it
+       * may connect, then learn of the refusal as the end of the connection. */
+      int crc = ccert_client(c, sv[0], mode, cases[i].cert ? with_cert : without, &p, &t);
+      CHECK_RC(asyncio_await(task, NULL), 0);
+      asyncio_task_free(task);
+      if (srv.rc != cases[i].expect && !soft_fail[0])
+        snprintf(soft_fail, sizeof soft_fail, "mode %d case %d: server %s, expected %s", mode,
+                 i, asyncio_errname(srv.rc), asyncio_errname(cases[i].expect));
+      if (srv.code != cases[i].code && !soft_fail[0])
+        snprintf(soft_fail, sizeof soft_fail, "mode %d case %d: verify code %ld, expected %ld",
+                 mode, i, srv.code, cases[i].code);
+      if (cases[i].expect == 0) {
+        CHECK_RC(crc, 0);
+        CHECK(t != NULL && srv.t != NULL);
+        SSL *ssl = srv.t ? asyncio_transport_get_ssl_object(srv.t) : NULL;
+        CHECK(ssl && SSL_get0_peer_certificate(ssl) != NULL);
+        if (t) CHECK_RC(asyncio_transport_write(t, "x", 1), 0);
+        WAIT_UNTIL(srv.peer.nrecv == 1);
+        if (t) CHECK_RC(asyncio_transport_close(t), 0);
+        WAIT_UNTIL(p.lost == 1 && srv.peer.lost == 1);
+      } else {
+        CHECK(srv.t == NULL);
+        CHECK(crc == 0 || crc == ASYNCIO_ESSL || crc == -ECONNRESET || crc == -ENOTCONN);
+        if (crc == 0) WAIT_UNTIL(p.lost == 1);
+        /* start_tls's protocols saw connection_made before: they get connection_lost. */
+        if (mode == 1) WAIT_UNTIL(srv.peer.lost == 1);
+        CHECK(srv.peer.made == mode && srv.peer.lost == mode && srv.peer.nrecv == 0);
+      }
+    }
+  }
+  SSL_CTX_free(with_cert);
+  SSL_CTX_free(without);
+  SSL_CTX_free(strict[0]);
+  SSL_CTX_free(strict[1]);
+  return 0;
+}
+TEST(verify_client_certificate) { run_tls(client_cert_main); }
 
 /* ---- 4. handshake errors ------------------------------------------------------------- */
 
@@ -1248,6 +1403,26 @@ static int args_main(void *arg) {
                                                &t, NULL),
            -EINVAL);
   CHECK(t == NULL && p.made == 0);
+  /* ssl_verify_code is cleared even by a call refused at once. */
+  long code = -1;
+  asyncio_connection_options_t bad_code = {.ssl = c->cctx, .ssl_handshake_timeout = -1,
+                                           .ssl_verify_code = &code};
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &p, "127.0.0.1", port, &bad_code,
+                                          &t, NULL),
+           -EINVAL);
+  CHECK(code == X509_V_OK);
+  code = -1;
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &p, NULL, &bad_code, &t, NULL),
+           -EINVAL);
+  CHECK(code == X509_V_OK);
+  code = -1;
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &p, -1, &bad_code, &t, NULL),
+           -EINVAL);
+  CHECK(code == X509_V_OK);
+  code = -1;
+  asyncio_start_tls_options_t st_code = {.ssl_verify_code = &code};
+  CHECK_RC(asyncio_loop_start_tls(loop, NULL, c->cctx, &st_code, &t), -EINVAL);
+  CHECK(code == X509_V_OK);
 
   const asyncio_server_options_t bad_so[] = {
       {.ssl_handshake_timeout = 1},
@@ -1366,10 +1541,13 @@ static int unix_main(void *arg) {
   }
   /* The name is still checked over a Unix socket. */
   peer_t p = {0};
+  long code = -1;
   co.server_hostname = "example.com";
+  co.ssl_verify_code = &code;
   CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &p, path, &co, &t, NULL),
            ASYNCIO_ESSLCERTVERIFY);
   CHECK(p.made == 0);
+  CHECK(code == X509_V_ERR_HOSTNAME_MISMATCH);
   SSL_CTX_free(ctx);
   server_done(srv);
   unlink(path);

@@ -64,10 +64,16 @@ static void unserve(asyncio_server_t *srv) {
   CHECK_RC(asyncio_server_free(srv), 0);
 }
 
-static int connect_tls(sctx_t *c, SSL_CTX *ctx, const char *name, reader_t **r, writer_t **w) {
-  asyncio_connection_options_t co = {.ssl = ctx, .server_hostname = name};
+static int connect_tls_code(sctx_t *c, SSL_CTX *ctx, const char *name, reader_t **r,
+                            writer_t **w, long *verify_code) {
+  asyncio_connection_options_t co = {
+      .ssl = ctx, .server_hostname = name, .ssl_verify_code = verify_code};
   asyncio_stream_options_t o = {.connection = &co};
   return asyncio_open_connection("127.0.0.1", c->port, &o, r, w);
+}
+
+static int connect_tls(sctx_t *c, SSL_CTX *ctx, const char *name, reader_t **r, writer_t **w) {
+  return connect_tls_code(c, ctx, name, r, w, NULL);
 }
 
 /* ---- open_connection / start_server with ssl= -------------------------------------- */
@@ -135,12 +141,20 @@ static int refused_main(void *arg) {
   if (!srv) return -1;
   reader_t *r = (reader_t *)1;
   writer_t *w = (writer_t *)1;
-  /* An untrusted certificate, then a name it does not carry. */
-  CHECK_RC(connect_tls(c, c->bad, "localhost", &r, &w), ASYNCIO_ESSLCERTVERIFY);
+  /* An untrusted certificate, then a name it does not carry; each says which. */
+  long code = -1;
+  CHECK_RC(connect_tls_code(c, c->bad, "localhost", &r, &w, &code), ASYNCIO_ESSLCERTVERIFY);
   CHECK(r == NULL && w == NULL);
-  CHECK_RC(connect_tls(c, c->cctx, "example.com", &r, &w), ASYNCIO_ESSLCERTVERIFY);
+  CHECK(code == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
+  CHECK_RC(connect_tls_code(c, c->cctx, "example.com", &r, &w, &code), ASYNCIO_ESSLCERTVERIFY);
+  CHECK(code == X509_V_ERR_HOSTNAME_MISMATCH);
+  /* Refused before connecting (no reader out-pointer): the old code is cleared all the same. */
+  CHECK_RC(connect_tls_code(c, c->cctx, "example.com", NULL, &w, &code), -EINVAL);
+  CHECK(code == X509_V_OK);
   /* The server goes on serving. */
-  CHECK_RC(connect_tls(c, c->cctx, "localhost", &r, &w), 0);
+  code = -1;
+  CHECK_RC(connect_tls_code(c, c->cctx, "localhost", &r, &w, &code), 0);
+  CHECK(code == X509_V_OK);
   if (w) {
     CHECK_RC(asyncio_stream_write(w, "x\n", 2), 0);
     const char *line;
@@ -273,9 +287,13 @@ static int starttls_main(void *arg) {
   asyncio_transport_t *plain = asyncio_stream_transport(w);
   CHECK(asyncio_transport_get_ssl_object(plain) == NULL);
   const char *line;
-  CHECK_RC(asyncio_stream_start_tls(w, NULL, NULL), -EINVAL);
-  asyncio_start_tls_options_t o = {.server_hostname = "localhost"};
+  long code = -1;
+  asyncio_start_tls_options_t o = {.server_hostname = "localhost", .ssl_verify_code = &code};
+  CHECK_RC(asyncio_stream_start_tls(w, NULL, &o), -EINVAL);
+  CHECK(code == X509_V_OK); /* cleared, also by a call that is refused */
+  code = -1;
   CHECK_RC(asyncio_stream_start_tls(w, c->cctx, &o), 0);
+  CHECK(code == X509_V_OK);
   asyncio_transport_t *t = asyncio_stream_transport(w);
   CHECK(t != plain && asyncio_transport_get_ssl_object(t) != NULL);
   CHECK_RC(asyncio_stream_write(w, "secret\n", 7), 0);
@@ -299,8 +317,10 @@ static int starttls_bad_main(void *arg) {
   writer_t *w;
   asyncio_server_t *srv = starttls_prelude(c, &r, &w);
   if (!srv) return -1;
-  asyncio_start_tls_options_t o = {.server_hostname = "localhost"};
+  long code = -1;
+  asyncio_start_tls_options_t o = {.server_hostname = "localhost", .ssl_verify_code = &code};
   CHECK_RC(asyncio_stream_start_tls(w, c->bad, &o), ASYNCIO_ESSLCERTVERIFY);
+  CHECK(code == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
   /* The connection ended with that error; the stream says so, and nothing is left over. */
   CHECK_RC(asyncio_stream_wait_closed(w), ASYNCIO_ESSLCERTVERIFY);
   CHECK(asyncio_stream_transport(w) == NULL);

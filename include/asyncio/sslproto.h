@@ -22,10 +22,11 @@
  *     A failed handshake ends the connection without any protocol callback:
  *     the creating call returns ASYNCIO_ESSLCERTVERIFY (the peer's
  *     certificate did not verify, or did not match server_hostname:
- *     ssl.SSLCertVerificationError), ASYNCIO_ESSL (any other TLS error:
- *     ssl.SSLError), -ECONNRESET (the peer closed the connection during the
- *     handshake), or -ECONNABORTED (it took longer than
- *     ssl_handshake_timeout, 60 s by default); a server drops the
+ *     ssl.SSLCertVerificationError; the options' ssl_verify_code gets
+ *     OpenSSL's X509_V_ERR_* reason, its verify_code), ASYNCIO_ESSL (any
+ *     other TLS error: ssl.SSLError), -ECONNRESET (the peer closed the
+ *     connection during the handshake), or -ECONNABORTED (it took longer
+ *     than ssl_handshake_timeout, 60 s by default); a server drops the
  *     connection (reported on stderr in debug mode only, as Python logs it);
  *   - close() sends TLS close_notify after the buffered data, waits (at most
  *     ssl_shutdown_timeout, 30 s by default; then connection_lost gets
@@ -104,6 +105,13 @@ typedef struct asyncio_start_tls_options {
   /* Seconds; 0 = the defaults above; negative or NaN: -EINVAL. */
   double ssl_handshake_timeout;
   double ssl_shutdown_timeout;
+  /*
+   * Optional: 0 (X509_V_OK) when the call starts; OpenSSL's X509_V_ERR_*
+   * reason when it returns ASYNCIO_ESSLCERTVERIFY, as the field of the same
+   * name in asyncio_connection_options_t (server_side: the client
+   * certificate, when the context asks for one).
+   */
+  long *ssl_verify_code;
 } asyncio_start_tls_options_t;
 
 /*

@@ -349,6 +349,18 @@ typedef struct asyncio_connection_options {
    */
   double ssl_handshake_timeout;
   double ssl_shutdown_timeout;
+  /*
+   * Optional (C only; Python's ssl.SSLCertVerificationError.verify_code):
+   * set to 0 (X509_V_OK) when the call starts, then, when it returns
+   * ASYNCIO_ESSLCERTVERIFY, to OpenSSL's reason (SSL_get_verify_result: an
+   * X509_V_ERR_* code, X509_V_ERR_HOSTNAME_MISMATCH / _IP_ADDRESS_MISMATCH
+   * when the certificate does not match server_hostname).  Its text, Python's
+   * verify_message, is X509_verify_cert_error_string(code).  With
+   * connect_accepted_socket it reports the client certificate a server
+   * context asked for (SSL_VERIFY_PEER); create_server has no caller to tell
+   * per connection.  Written only while the call runs.
+   */
+  long *ssl_verify_code;
 } asyncio_connection_options_t;
 
 /*
