@@ -944,22 +944,34 @@ ASYNCIO_API size_t asyncio_transport_get_write_buffer_size(const asyncio_transpo
   return t ? t->wsize : 0;
 }
 
+/*
+ * Python's water-mark defaults (_FlowControlMixin._set_write_buffer_limits,
+ * sslproto.add_flowcontrol_defaults), a negative value standing for None.
+ * In size_t: Python's 4 * low cannot overflow, ours saturates instead of
+ * wrapping into a refusal (or, in ssize_t, undefined behaviour).  -EINVAL
+ * unless high >= low.
+ */
+static int flow_limits(ssize_t high, ssize_t low, size_t dflt_high, size_t *h, size_t *l) {
+  if (high >= 0)
+    *h = (size_t)high;
+  else if (low < 0)
+    *h = dflt_high;
+  else
+    *h = (size_t)low > SIZE_MAX / 4 ? SIZE_MAX : 4 * (size_t)low;
+  *l = low >= 0 ? (size_t)low : *h / 4;
+  return *h >= *l ? 0 : -EINVAL;
+}
+
 ASYNCIO_API int asyncio_transport_set_write_buffer_limits(asyncio_transport_t *t, ssize_t high,
                                                           ssize_t low) {
   int rc = check_t(t);
   if (rc) return rc;
   if (t->kind == ASYNCIO__TK_SUBPROCESS) return -EOPNOTSUPP;
-  /* In size_t: Python's 4 * low cannot overflow, ours saturates instead
-   * of wrapping into a refusal (or, in ssize_t, undefined behaviour). */
   size_t h, l;
-  if (high >= 0)
-    h = (size_t)high;
-  else if (low < 0)
-    h = t->kind == ASYNCIO__TK_TLS ? ASYNCIO__TLS_WRITE_HIGH : ASYNCIO_WRITE_HIGH_WATER;
-  else
-    h = (size_t)low > SIZE_MAX / 4 ? SIZE_MAX : 4 * (size_t)low;
-  l = low >= 0 ? (size_t)low : h / 4;
-  if (!(h >= l)) return -EINVAL;
+  rc = flow_limits(high, low,
+                   t->kind == ASYNCIO__TK_TLS ? ASYNCIO__TLS_WRITE_HIGH : ASYNCIO_WRITE_HIGH_WATER,
+                   &h, &l);
+  if (rc) return rc;
   t->high = h;
   t->low = l;
   if (UNLIKELY(t->kind == ASYNCIO__TK_TLS))
@@ -976,6 +988,35 @@ ASYNCIO_API int asyncio_transport_get_write_buffer_limits(const asyncio_transpor
   if (low) *low = t->low;
   if (high) *high = t->high;
   return 0;
+}
+
+/*
+ * The read-side buffer of _SSLProtocolTransport: the ciphertext received
+ * and not yet decrypted (plaintext is never buffered: data_received gets it
+ * as it is decrypted).  Other kinds have none (Python: AttributeError).
+ */
+ASYNCIO_API ssize_t asyncio_transport_get_read_buffer_size(const asyncio_transport_t *t) {
+  if (!t) return -EINVAL;
+  if (t->kind != ASYNCIO__TK_TLS) return -EOPNOTSUPP;
+  return asyncio__tls_get_read_buffer_size(t);
+}
+
+ASYNCIO_API int asyncio_transport_get_read_buffer_limits(const asyncio_transport_t *t,
+                                                         size_t *low, size_t *high) {
+  if (!t) return -EINVAL;
+  if (t->kind != ASYNCIO__TK_TLS) return -EOPNOTSUPP;
+  return asyncio__tls_get_read_buffer_limits(t, low, high);
+}
+
+ASYNCIO_API int asyncio_transport_set_read_buffer_limits(asyncio_transport_t *t, ssize_t high,
+                                                         ssize_t low) {
+  int rc = check_t(t);
+  if (rc) return rc;
+  if (t->kind != ASYNCIO__TK_TLS) return -EOPNOTSUPP;
+  size_t h, l;
+  rc = flow_limits(high, low, ASYNCIO__TLS_READ_HIGH, &h, &l);
+  if (rc) return rc;
+  return asyncio__tls_set_read_buffer_limits(t, h, l);
 }
 
 /* ---- sendfile (base_events.sendfile) ---------------------------------------------------- */

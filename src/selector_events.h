@@ -325,9 +325,14 @@ int asyncio__tls_resume_reading(asyncio_transport_t *app);
 int asyncio__tls_get_fd(const asyncio_transport_t *app);
 size_t asyncio__tls_get_write_buffer_size(const asyncio_transport_t *app);
 void asyncio__tls_control_app_writing(asyncio_transport_t *app);
+ssize_t asyncio__tls_get_read_buffer_size(const asyncio_transport_t *app);
+int asyncio__tls_get_read_buffer_limits(const asyncio_transport_t *app, size_t *low,
+                                        size_t *high);
+int asyncio__tls_set_read_buffer_limits(asyncio_transport_t *app, size_t high, size_t low);
 void asyncio__tls_force_close(asyncio_transport_t *app, int err);
 void asyncio__tls_bufs_free(asyncio__net_t *net); /* loop close */
 #define ASYNCIO__TLS_WRITE_HIGH ((size_t)512 * 1024) /* FLOW_CONTROL_HIGH_WATER_SSL_WRITE */
+#define ASYNCIO__TLS_READ_HIGH ((size_t)256 * 1024)  /* FLOW_CONTROL_HIGH_WATER_SSL_READ */
 
 /* ---- subprocess transports (base_subprocess.c) ----------------------------------------- */
 

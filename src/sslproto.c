@@ -17,7 +17,7 @@
  * Python's: the app is paused for writing when plaintext not yet encrypted
  * plus ciphertext not yet handed down reach the app transport's high-water
  * mark (512 KiB), and `under` stops reading when 256 KiB of ciphertext wait
- * in `in` (the app paused reading).  One difference in the writing: while
+ * in `in` (the app paused reading; set_read_buffer_limits moves that mark).  One difference in the writing: while
  * `under` is paused (its buffer is full), plaintext stays in the backlog
  * instead of being encrypted into `out`, so `out` stays small; the counted
  * size is the same.
@@ -47,7 +47,7 @@
 #define TLS_OUT_BUF ((size_t)64 * 1024)    /* ciphertext per write to `under` */
 #define TLS_WRITE_STEP ((size_t)64 * 1024) /* plaintext per SSL_write */
 #define TLS_WRITE_HIGH ASYNCIO__TLS_WRITE_HIGH
-#define TLS_READ_HIGH ((size_t)256 * 1024)  /* FLOW_CONTROL_HIGH_WATER_SSL_READ */
+#define TLS_READ_HIGH ASYNCIO__TLS_READ_HIGH
 
 enum { S_UNWRAPPED = 0, S_DO_HANDSHAKE, S_WRAPPED, S_FLUSHING, S_SHUTDOWN };
 enum { A_INIT = 0, A_CON_MADE, A_EOF, A_CON_LOST };
@@ -85,6 +85,7 @@ typedef struct asyncio__tls {
   void *factory_arg;
   tchunk_t *bhead, *btail; /* plaintext not yet given to SSL_write */
   size_t bsize;
+  size_t in_high, in_low; /* set_read_buffer_limits: ciphertext in `in` that pauses `under` */
 } asyncio__tls_t;
 
 /* Per-loop buffers, made on first use (loop->net exists by then). */
@@ -374,17 +375,48 @@ void asyncio__tls_control_app_writing(asyncio_transport_t *app) {
 
 /* ---- incoming ------------------------------------------------------------------------- */
 
-/* SSLProtocol._control_ssl_reading */
+/*
+ * SSLProtocol._control_ssl_reading.  An empty `in` never pauses: with a
+ * high-water mark of 0 Python's `size >= high` pauses `under` after every
+ * read that left nothing behind, and as only a read or the app resuming
+ * looks again, an app that never pauses would hang.  Its documentation
+ * says what this does: pause whenever the buffer is not empty.
+ */
 static void control_ssl_reading(asyncio__tls_t *tls) {
   if (!tls->under) return;
   size_t size = BIO_ctrl_pending(tls->in);
-  if (size >= TLS_READ_HIGH && !tls->ssl_reading_paused) {
+  if (size >= tls->in_high && size > 0 && !tls->ssl_reading_paused) {
     tls->ssl_reading_paused = 1;
     asyncio_transport_pause_reading(tls->under);
-  } else if (size <= TLS_READ_HIGH / 4 && tls->ssl_reading_paused) {
+  } else if (size <= tls->in_low && tls->ssl_reading_paused) {
     tls->ssl_reading_paused = 0;
     asyncio_transport_resume_reading(tls->under);
   }
+}
+
+/* _SSLProtocolTransport.get_read_buffer_size: SSLProtocol._get_read_buffer_size. */
+ssize_t asyncio__tls_get_read_buffer_size(const asyncio_transport_t *app) {
+  if (!app->tls) return -EINVAL;
+  size_t n = BIO_ctrl_pending(app->tls->in);
+  return n > SSIZE_MAX ? SSIZE_MAX : (ssize_t)n;
+}
+
+int asyncio__tls_get_read_buffer_limits(const asyncio_transport_t *app, size_t *low,
+                                        size_t *high) {
+  if (!app->tls) return -EINVAL;
+  if (low) *low = app->tls->in_low;
+  if (high) *high = app->tls->in_high;
+  return 0;
+}
+
+/* _SSLProtocolTransport.set_read_buffer_limits: the new marks apply at once, as Python's. */
+int asyncio__tls_set_read_buffer_limits(asyncio_transport_t *app, size_t high, size_t low) {
+  asyncio__tls_t *tls = app->tls;
+  if (!tls) return -EINVAL;
+  tls->in_high = high;
+  tls->in_low = low;
+  control_ssl_reading(tls);
+  return 0;
 }
 
 /* SSLProtocol._call_eof_received: its return value means nothing here. */
@@ -981,6 +1013,8 @@ static int tls_new(asyncio_loop_t *loop, const asyncio__tls_params_t *p,
   tls->hs_timeout = p->handshake_timeout > 0 ? p->handshake_timeout : ASYNCIO_SSL_HANDSHAKE_TIMEOUT;
   tls->sd_timeout = p->shutdown_timeout > 0 ? p->shutdown_timeout : ASYNCIO_SSL_SHUTDOWN_TIMEOUT;
   tls->hs_timer = tls->sd_timer = ASYNCIO_HANDLE_NONE;
+  tls->in_high = TLS_READ_HIGH;
+  tls->in_low = TLS_READ_HIGH / 4;
   a->loop = loop;
   a->fd = -1;
   a->kind = ASYNCIO__TK_TLS;

@@ -97,6 +97,9 @@ typedef struct bulk {
   bool echo;
   bool close_on_data; /* close() from the first data_received */
   bool close_on_made; /* close() from connection_made */
+  bool pause_on_data; /* pause_reading from each data_received: one delivery per resume */
+  int ndata;          /* data_received / buffer_updated calls */
+  ssize_t rb_at_data; /* get_read_buffer_size at the last delivery */
   size_t nrecv;
   uint64_t sum;
   bool buffered;    /* BufferedProtocol: get_buffer / buffer_updated */
@@ -135,8 +138,11 @@ static void bk_resume(asyncio_transport_t *t, void *u) {
 }
 static void bk_on_data(bulk_t *b, asyncio_transport_t *t, const void *d, size_t n) {
   CHECK(n > 0);
+  b->ndata++;
+  b->rb_at_data = asyncio_transport_get_read_buffer_size(t);
   b->nrecv += n;
   b->sum = fnv(b->sum, d, n);
+  if (b->pause_on_data) CHECK_RC(asyncio_transport_pause_reading(t), 0);
   if (b->echo) CHECK_RC(asyncio_transport_write(t, d, n), 0);
   if (b->close_on_data && !asyncio_transport_is_closing(t)) CHECK_RC(asyncio_transport_close(t), 0);
 }
@@ -1340,6 +1346,211 @@ static int read_flow_main(void *arg) {
 TEST(read_flow_control) {
   memset(&g_b, 0, sizeof g_b);
   run_tls(read_flow_main);
+}
+
+/*
+ * set_read_buffer_limits governs when the socket stops being read: with
+ * the app paused, ciphertext collects up to the high-water mark given (past
+ * the 256 KiB default), then the socket is left alone (the kernel queue
+ * fills, the buffer stays the same); raising the marks above what waits
+ * resumes reading at once.  Then the app takes one delivery at a time:
+ * while the buffer is above the low-water mark nothing is read from the
+ * socket (the buffer only shrinks), and once it is at or below it, reading
+ * resumes and the buffer fills up to the high-water mark again.  The
+ * stream arrives intact.
+ */
+#define RB_TOTAL ((size_t)24 << 20)
+#define RECV_MAX ((size_t)256 * 1024) /* what one read of the socket may add */
+
+static size_t rb_size(asyncio_transport_t *t) {
+  ssize_t n = asyncio_transport_get_read_buffer_size(t);
+  CHECK(n >= 0);
+  return n < 0 ? 0 : (size_t)n;
+}
+
+/* Waits until the buffer reached high and the socket is left unread with data in it. */
+static int rb_full(asyncio_transport_t *t, size_t high) {
+  WAIT_UNTIL(rb_size(t) >= high);
+  int fd = asyncio_transport_get_fd(t);
+  WAIT_UNTIL(fionread(fd) > 0);
+  size_t at = rb_size(t);
+  for (int i = 0; i < 30; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(fionread(fd) > 0);
+  CHECK(rb_size(t) == at); /* not read: nothing was added */
+  CHECK(at < high + RECV_MAX);
+  CHECK((size_t)asyncio_transport_get_read_buffer_size(t) == in_pending(t));
+  return 0;
+}
+
+static int read_limits_main(void *arg) {
+  tctx_t *c = arg;
+  pattern_init();
+  g_b.cli.pause_on_made = true;
+  asyncio_server_t *srv = bulk_pair(c);
+  if (!srv) return -1;
+  asyncio_transport_t *t = g_b.cli.t;
+  size_t low = 0, high = 0;
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, &high), 0);
+  CHECK(low == 64 * 1024 && high == 256 * 1024);
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, 1 << 20, -1), 0);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, &high), 0);
+  CHECK(low == 256 * 1024 && high == 1 << 20);
+  g_b.ws = (bwriter_t){.b = &g_b.srv, .total = RB_TOTAL};
+  asyncio_task_t *ts = NULL;
+  CHECK_RC(asyncio_create_task(&ts, writer_task, &g_b.ws, NULL), 0);
+  if (rb_full(t, 1 << 20)) return -1;
+  CHECK(g_b.cli.nrecv == 0);
+  /* Above what waits: the socket is read again at once, up to the new mark. */
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, 4 << 20, 2 << 20), 0);
+  if (rb_full(t, 4 << 20)) return -1;
+  /*
+   * One delivery (at most 64 KiB of plaintext) per resume_reading.  What
+   * data_received sees is what the TLS layer decides on right after it:
+   * while that is above the low-water mark the socket stays unread, so the
+   * buffer is still exactly that when the task looks.
+   */
+  g_b.cli.pause_on_data = true;
+  size_t before = rb_size(t);
+  int steps_above = 0;
+  for (;;) {
+    int had = g_b.cli.ndata;
+    CHECK_RC(asyncio_transport_resume_reading(t), 0);
+    WAIT_UNTIL(g_b.cli.ndata == had + 1);
+    size_t seen = g_b.cli.rb_at_data < 0 ? 0 : (size_t)g_b.cli.rb_at_data;
+    CHECK(seen < before);
+    if (seen <= (size_t)2 << 20) break;
+    CHECK(rb_size(t) == seen);
+    before = seen;
+    steps_above++;
+  }
+  CHECK(steps_above > 10);
+  /* At the low-water mark reading resumed: the buffer fills to the high-water mark again. */
+  if (rb_full(t, 4 << 20)) return -1;
+  g_b.cli.pause_on_data = false;
+  CHECK_RC(asyncio_transport_resume_reading(t), 0);
+  if (ts) CHECK_RC(asyncio_await(ts, NULL), 0);
+  asyncio_task_free(ts);
+  WAIT_UNTIL(g_b.cli.nrecv >= g_b.ws.total);
+  CHECK(g_b.cli.nrecv == g_b.ws.total && g_b.cli.sum == g_b.ws.sum);
+  CHECK(rb_size(t) == 0);
+  bulk_close(srv);
+  return 0;
+}
+
+TEST(read_buffer_limits) {
+  memset(&g_b, 0, sizeof g_b);
+  run_tls(read_limits_main);
+}
+
+/*
+ * A high-water mark of 0 pauses the socket whenever ciphertext waits, and
+ * never when none does: an app that does not pause still gets everything.
+ */
+static int read_limits_zero_main(void *arg) {
+  tctx_t *c = arg;
+  pattern_init();
+  asyncio_server_t *srv = bulk_pair(c);
+  if (!srv) return -1;
+  asyncio_transport_t *t = g_b.cli.t;
+  size_t low = 1, high = 1;
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, 0, -1), 0);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, &high), 0);
+  CHECK(low == 0 && high == 0);
+  g_b.ws = (bwriter_t){.b = &g_b.srv, .total = (size_t)4 << 20};
+  asyncio_task_t *ts = NULL;
+  CHECK_RC(asyncio_create_task(&ts, writer_task, &g_b.ws, NULL), 0);
+  WAIT_UNTIL(g_b.cli.nrecv >= (size_t)1 << 20);
+  /* Paused: what the last read brought stays, and nothing more is read. */
+  CHECK_RC(asyncio_transport_pause_reading(t), 0);
+  WAIT_UNTIL(rb_size(t) > 0);
+  if (rb_full(t, 1)) return -1;
+  CHECK_RC(asyncio_transport_resume_reading(t), 0);
+  if (ts) CHECK_RC(asyncio_await(ts, NULL), 0);
+  asyncio_task_free(ts);
+  WAIT_UNTIL(g_b.cli.nrecv >= g_b.ws.total);
+  CHECK(g_b.cli.nrecv == g_b.ws.total && g_b.cli.sum == g_b.ws.sum);
+  bulk_close(srv);
+  return 0;
+}
+
+TEST(read_buffer_limits_zero) {
+  memset(&g_b, 0, sizeof g_b);
+  run_tls(read_limits_zero_main);
+}
+
+/* The read-buffer calls: their defaults and refusals, and the kinds that have none. */
+static int read_limits_args_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_server_t *srv = bulk_pair(c);
+  if (!srv) return -1;
+  asyncio_transport_t *t = g_b.cli.t;
+  size_t low = 0, high = 0;
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, -1, 64 << 10), 0);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 256 << 10 && low == 64 << 10);
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, -1, 100 << 10), 0);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 400 << 10 && low == 100 << 10);
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, 100 << 10, -1), 0);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 100 << 10 && low == 25 << 10);
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, 1000, 1000), 0);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 1000 && low == 1000);
+  /* high < low: refused, and nothing changes. */
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, 100, 200), -EINVAL);
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, 0, 1), -EINVAL);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 1000 && low == 1000);
+  /* 4 * low saturates instead of wrapping. */
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, -1, SSIZE_MAX), 0);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, &high), 0);
+  CHECK(high == SIZE_MAX && low == (size_t)SSIZE_MAX);
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, -1, -1), 0);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, NULL, &high), 0);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(t, &low, NULL), 0);
+  CHECK(high == 256 << 10 && low == 64 << 10);
+  CHECK(asyncio_transport_get_read_buffer_size(t) == 0);
+  /* The write limits are separate. */
+  CHECK_RC(asyncio_transport_get_write_buffer_limits(t, &low, &high), 0);
+  CHECK(high == 512 << 10 && low == 128 << 10);
+  /* NULL */
+  CHECK(asyncio_transport_get_read_buffer_size(NULL) == -EINVAL);
+  CHECK_RC(asyncio_transport_get_read_buffer_limits(NULL, &low, &high), -EINVAL);
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(NULL, -1, -1), -EINVAL);
+  /* A plain stream socket and a datagram transport have no such buffer. */
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  peer_t p = {0}, d = {0};
+  asyncio_transport_t *pt = NULL, *dt = NULL;
+  asyncio_server_t *plain = NULL;
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &plain),
+           0);
+  if (plain)
+    CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &p, "127.0.0.1",
+                                            server_port(plain, 0), NULL, &pt, NULL),
+             0);
+  asyncio_datagram_options_t dopt = {.local_host = "127.0.0.1"};
+  CHECK_RC(asyncio_loop_create_datagram_endpoint(loop, dgram_factory, &d, &dopt, &dt, NULL), 0);
+  asyncio_transport_t *others[] = {pt, dt};
+  for (int i = 0; i < 2; i++) {
+    if (!others[i]) continue;
+    CHECK(asyncio_transport_get_read_buffer_size(others[i]) == -EOPNOTSUPP);
+    CHECK_RC(asyncio_transport_get_read_buffer_limits(others[i], &low, &high), -EOPNOTSUPP);
+    CHECK_RC(asyncio_transport_set_read_buffer_limits(others[i], -1, -1), -EOPNOTSUPP);
+    CHECK_RC(asyncio_transport_close(others[i]), 0);
+  }
+  WAIT_UNTIL((!pt || p.lost == 1) && (!dt || d.lost == 1));
+  /* Closing, the transport still takes the call (as every call until connection_lost). */
+  CHECK_RC(asyncio_transport_close(t), 0);
+  CHECK_RC(asyncio_transport_set_read_buffer_limits(t, 1 << 20, -1), 0);
+  bulk_close(srv);
+  if (plain) server_done(plain);
+  return 0;
+}
+
+TEST(read_buffer_limits_arguments) {
+  memset(&g_b, 0, sizeof g_b);
+  run_tls(read_limits_args_main);
 }
 
 /* ---- 8. BufferedProtocol over TLS ------------------------------------------------------ */

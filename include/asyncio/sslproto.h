@@ -41,12 +41,14 @@
  *     (FLOW_CONTROL_HIGH_WATER_SSL_WRITE); set_write_buffer_limits may call
  *     pause_writing or resume_writing at once; pause_reading stops
  *     delivering plaintext (the socket keeps being read until 256 KiB of
- *     ciphertext are waiting, then it is paused too); get_fd, get_peername
- *     and get_sockname answer for the socket underneath; loop.sendfile
- *     takes its fallback path (read and write).  The read-side limits of
- *     Python's _SSLProtocolTransport (set_read_buffer_limits,
- *     get_read_buffer_size, extras beyond the transport interface) are not
- *     offered: the 256 KiB / 64 KiB defaults always apply;
+ *     ciphertext are waiting, then it is paused too, until they are down
+ *     to 64 KiB); get_fd, get_peername and get_sockname answer for the
+ *     socket underneath; loop.sendfile takes its fallback path (read and
+ *     write);
+ *   - only the app transport takes the read-buffer calls of Python's
+ *     _SSLProtocolTransport (asyncio_transport_get_read_buffer_size,
+ *     _get_read_buffer_limits, _set_read_buffer_limits in
+ *     asyncio/transports.h), which move those 256 KiB / 64 KiB marks;
  *   - a server's close_clients / abort_clients act on the socket transports
  *     underneath (no close_notify), as Python's do.
  */

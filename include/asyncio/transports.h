@@ -121,6 +121,44 @@ bool asyncio_transport_is_reading(const asyncio_transport_t *transport);
 int asyncio_transport_pause_reading(asyncio_transport_t *transport);
 int asyncio_transport_resume_reading(asyncio_transport_t *transport);
 
+/*
+ * The read buffer of a TLS app transport (asyncio/sslproto.h; Python 3.11+:
+ * _SSLProtocolTransport.get_read_buffer_size(), get_read_buffer_limits(),
+ * set_read_buffer_limits(high=None, low=None)).  The buffer is Python's:
+ * the ciphertext received from the socket and not yet decrypted, which
+ * grows while the protocol is paused for reading (decrypted data goes
+ * straight to data_received, nothing is kept).  When it reaches the
+ * high-water mark the socket underneath stops being read (its kernel
+ * buffer fills and TCP slows the peer down); once it is back at the
+ * low-water mark, reading resumes.  One read of up to 256 KiB may go past
+ * the mark.  Defaults: 256 KiB / 64 KiB (FLOW_CONTROL_HIGH_WATER_SSL_READ).
+ *   get_read_buffer_size   - the bytes waiting; -EINVAL (NULL, or a
+ *                            transport whose connection_lost has run),
+ *                            -EOPNOTSUPP (not a TLS app transport: Python's
+ *                            other transports have no such method);
+ *   get_read_buffer_limits - stores (low, high) (each pointer nullable);
+ *                            returns 0, -EINVAL, -EOPNOTSUPP;
+ *   set_read_buffer_limits - a negative value means None, as for the
+ *                            write limits: high None is 256 KiB, or 4*low
+ *                            if low is given (SIZE_MAX when that does not
+ *                            fit); low None is high/4.  The marks apply at
+ *                            once: the socket may be paused or resumed
+ *                            before this returns.  A high-water mark of 0
+ *                            pauses it whenever the buffer is not empty
+ *                            (Python's code pauses it even when empty, and
+ *                            hangs).  Returns 0, -EINVAL (NULL, or
+ *                            connection_lost has run; high < low, nothing
+ *                            changes then: Python's ValueError),
+ *                            -EOPNOTSUPP.  Python's ValueError for a
+ *                            negative mark has no counterpart.
+ * No call suspends or allocates.
+ */
+ssize_t asyncio_transport_get_read_buffer_size(const asyncio_transport_t *transport);
+int asyncio_transport_get_read_buffer_limits(const asyncio_transport_t *transport, size_t *low,
+                                             size_t *high);
+int asyncio_transport_set_read_buffer_limits(asyncio_transport_t *transport, ssize_t high,
+                                             ssize_t low);
+
 /* ---- WriteTransport -------------------------------------------------------- */
 
 /*
