@@ -5,7 +5,10 @@
  *
  * An asyncio__tls_t sits between two transports.  Underneath, it is the
  * protocol of an ordinary stream socket transport (`under`), which carries
- * the TLS records.  Above, it owns the app transport (`app`): a struct
+ * the TLS records, or, after start_tls on a TLS connection (TLS in TLS,
+ * Python 3.11+), of another TLS object's app transport: `under` is only
+ * ever used through the public transport calls, which dispatch on its
+ * kind.  Above, it owns the app transport (`app`): a struct
  * asyncio_transport of kind ASYNCIO__TK_TLS that the public transport calls
  * dispatch here, and whose protocol is the application's.  OpenSSL runs on
  * two memory BIOs: what `under` receives is written into `in`, and what
@@ -31,6 +34,11 @@
  * Buffers: plaintext is read into one per-loop buffer (a nested read, from
  * a callback that closed the transport, gets a buffer of its own), and
  * ciphertext goes out through another, so nothing is allocated per message.
+ * TLS in TLS: the outer layer's read has handed its plaintext on (and reads
+ * afresh) before the inner one reuses the read buffer; but the inner
+ * layer's ciphertext is still being encrypted by the outer layer's write
+ * while that write hands its own records down, so a nested object has an
+ * out buffer of its own (one allocation per connection).
  * OpenSSL's error queue is cleared before each call that consults it, and
  * after each failure, so this code neither reads nor leaves stale errors.
  */
@@ -86,6 +94,9 @@ typedef struct asyncio__tls {
   tchunk_t *bhead, *btail; /* plaintext not yet given to SSL_write */
   size_t bsize;
   size_t in_high, in_low; /* set_read_buffer_limits: ciphertext in `in` that pauses `under` */
+  char *obuf;             /* TLS in TLS: this layer's own out buffer; NULL = the loop's */
+  uint8_t flushing;       /* flush_out runs */
+  uint8_t resume_queued;  /* cb_resume_writing is scheduled */
 } asyncio__tls_t;
 
 /* Per-loop buffers, made on first use (loop->net exists by then). */
@@ -198,24 +209,39 @@ static void control_app_writing(asyncio__tls_t *tls) {
 }
 
 /*
- * SSLProtocol._process_outgoing: the ciphertext goes to `under`, unless it
- * asked us to pause; `force` hands it over anyway (before closing `under`,
- * which sends what it holds first).
+ * The ciphertext in `out` to `under`.  No callback of this layer's runs
+ * from here, so the write paths may call it mid-way: a TLS `under` (TLS in
+ * TLS) that resumes us from inside its write is heard later
+ * (under_resume_writing), and a nested call leaves the records to the loop
+ * already running, whose buffer still holds the ones in flight.
  */
-static void hand_down(asyncio__tls_t *tls, int force) {
-  if ((force || !tls->ssl_writing_paused) && tls->under) {
-    tls_bufs_t *b = tls->loop->net->tls;
-    size_t pending;
-    while ((pending = BIO_ctrl_pending(tls->out)) > 0) {
-      int n = BIO_read(tls->out, b->obuf, (int)(pending < TLS_OUT_BUF ? pending : TLS_OUT_BUF));
-      if (n <= 0) break;
-      int rc = asyncio_transport_write(tls->under, b->obuf, (size_t)n);
-      if (rc == -ENOMEM) {
-        fatal_error(tls, -ENOMEM);
-        break;
-      }
+static void flush_out(asyncio__tls_t *tls) {
+  if (!tls->under || tls->flushing) return;
+  char *obuf = tls->obuf ? tls->obuf : tls->loop->net->tls->obuf;
+  size_t pending;
+  tls->flushing = 1;
+  while ((pending = BIO_ctrl_pending(tls->out)) > 0 && tls->under) {
+    int n = BIO_read(tls->out, obuf, (int)(pending < TLS_OUT_BUF ? pending : TLS_OUT_BUF));
+    if (n <= 0) break;
+    int rc = asyncio_transport_write(tls->under, obuf, (size_t)n);
+    if (rc == -ENOMEM) {
+      fatal_error(tls, -ENOMEM);
+      break;
     }
   }
+  tls->flushing = 0;
+}
+
+/*
+ * SSLProtocol._process_outgoing: the ciphertext goes to `under`, unless it
+ * asked us to pause; `force` hands it over anyway (before closing `under`,
+ * which sends what it holds first).  Then the app's flow control, whose
+ * callbacks may write again: only at the end of an operation, never in the
+ * middle of a backlog or caller's buffer (as Python calls it after its
+ * loops).
+ */
+static void hand_down(asyncio__tls_t *tls, int force) {
+  if (force || !tls->ssl_writing_paused) flush_out(tls);
   control_app_writing(tls);
 }
 
@@ -273,7 +299,7 @@ static int ssl_write_step(asyncio__tls_t *tls, const char *p, size_t n) {
   int r = SSL_write(tls->ssl, p, (int)n);
   if (r > 0) {
     /* Hand the records down as they come, so `out` stays small. */
-    if (BIO_ctrl_pending(tls->out) >= TLS_OUT_BUF) process_outgoing(tls);
+    if (BIO_ctrl_pending(tls->out) >= TLS_OUT_BUF && !tls->ssl_writing_paused) flush_out(tls);
     return r;
   }
   int e = SSL_get_error(tls->ssl, r);
@@ -719,10 +745,11 @@ static void under_connection_made(asyncio_transport_t *u, void *arg) {
   asyncio__tls_t *tls = arg;
   tls->under = u;
   asyncio_transport_t *a = tls->app;
-  memcpy(&a->sockname, &u->sockname, sizeof a->sockname);
-  memcpy(&a->peername, &u->peername, sizeof a->peername);
-  a->socklen = u->socklen;
-  a->peerlen = u->peerlen;
+  /* The socket's addresses, also through a TLS app transport: 0 length = none. */
+  socklen_t l = sizeof a->sockname;
+  a->socklen = asyncio_transport_get_sockname(u, (struct sockaddr *)&a->sockname, &l) ? 0 : l;
+  l = sizeof a->peername;
+  a->peerlen = asyncio_transport_get_peername(u, (struct sockaddr *)&a->peername, &l) ? 0 : l;
   start_handshake(tls);
 }
 
@@ -777,13 +804,36 @@ static void under_pause_writing(asyncio_transport_t *u, void *arg) {
   ((asyncio__tls_t *)arg)->ssl_writing_paused = 1;
 }
 
-static void under_resume_writing(asyncio_transport_t *u, void *arg) {
-  asyncio__tls_t *tls = arg;
-  tls->ssl_writing_paused = 0;
+static void resume_writing(asyncio__tls_t *tls) {
   if (tls->bhead && tls->state == S_WRAPPED)
     do_write(tls);
   else
     process_outgoing(tls);
+}
+
+static void cb_resume_writing(void *arg) {
+  asyncio__tls_t *tls = arg;
+  tls->resume_queued = 0;
+  if (tls->under && !tls->ssl_writing_paused) resume_writing(tls);
+  tls_unref(tls);
+}
+
+static void under_resume_writing(asyncio_transport_t *u, void *arg) {
+  asyncio__tls_t *tls = arg;
+  tls->ssl_writing_paused = 0;
+  /*
+   * A TLS `under` resumes us from inside the write flush_out makes: that
+   * flush goes on by itself, and the backlog, the app's flow control and
+   * whatever else may write are for a callback.
+   */
+  if (tls->flushing) {
+    if (!tls->resume_queued) {
+      tls->resume_queued = 1;
+      tls_soon(tls, cb_resume_writing);
+    }
+    return;
+  }
+  resume_writing(tls);
 }
 
 /* The app's connection_lost, from the ready queue (reserved handle). */
@@ -878,13 +928,21 @@ int asyncio__tls_resume_reading(asyncio_transport_t *app) {
 
 int asyncio__tls_get_fd(const asyncio_transport_t *app) {
   const asyncio__tls_t *tls = app->tls;
-  return tls && tls->under && tls->under->fd >= 0 ? tls->under->fd : -EINVAL;
+  return tls && tls->under ? asyncio_transport_get_fd(tls->under) : -EINVAL;
 }
 
+/*
+ * _SSLProtocolTransport._force_close(exc), which TLS in TLS reaches: an
+ * inner layer's fatal error or shutdown timeout.  The error goes down to the
+ * socket, so that it comes back up through each connection_lost (CPython
+ * 3.11.0's _abort dropped it; later versions pass it on).
+ */
 void asyncio__tls_force_close(asyncio_transport_t *app, int err) {
-  /* _SSLProtocolTransport._force_close: Python's _abort drops exc. */
   app->closing = 1;
-  if (app->tls) abort_tls(app->tls);
+  asyncio__tls_t *tls = app->tls;
+  if (!tls) return;
+  tls->state = S_UNWRAPPED;
+  if (tls->under) asyncio__transport_force_close(tls->under, err);
 }
 
 ASYNCIO_API struct ssl_st *asyncio_transport_get_ssl_object(const asyncio_transport_t *t) {
@@ -910,6 +968,7 @@ static void tls_free(asyncio__tls_t *tls) {
   if (tls->h_lost) asyncio__handle_release(tls->loop, tls->h_lost);
   if (tls->waiter) asyncio__future_unref(tls->waiter);
   backlog_clear(tls);
+  if (tls->obuf) asyncio__free(tls->obuf, TLS_OUT_BUF);
   SSL_free(tls->ssl);
   SSL_CTX_free(tls->ctx);
   asyncio__res_unlink(tls->loop, &tls->res);
@@ -1137,9 +1196,14 @@ int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_
   int rc = asyncio__check_thread(loop);
   if (rc) return rc;
   if (asyncio__running_loop != loop || !loop->current) return ASYNCIO_ENOTASK;
-  /* _start_tls_compatible: stream socket transports only here. */
-  if (t->dead || t->loop != loop || t->kind != ASYNCIO__TK_SOCKET || t->closing || t->conn_lost)
-    return -EINVAL;
+  /*
+   * _start_tls_compatible: stream sockets, and TLS app transports (TLS in
+   * TLS) once their own handshake is done and while they are not closing.
+   */
+  if (t->dead || t->loop != loop || t->closing || t->conn_lost) return -EINVAL;
+  int nested = t->kind == ASYNCIO__TK_TLS;
+  if (!nested && t->kind != ASYNCIO__TK_SOCKET) return -EINVAL;
+  if (nested && (!t->tls || t->tls->state != S_WRAPPED)) return -EINVAL;
   asyncio__tls_params_t p = {0};
   p.ctx = ctx;
   p.server_side = o && o->server_side;
@@ -1155,6 +1219,12 @@ int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_
   if (rc) {
     asyncio__future_unref(waiter);
     return rc;
+  }
+  if (nested && !(tls->obuf = asyncio__alloc(TLS_OUT_BUF))) {
+    tls->app->holds = 0;
+    tls_free(tls);
+    asyncio__future_unref(waiter);
+    return -ENOMEM;
   }
   tls->upgrade = 1;
   tls->refs = 2; /* under's and ours */

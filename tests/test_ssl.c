@@ -98,6 +98,9 @@ typedef struct bulk {
   bool close_on_data; /* close() from the first data_received */
   bool close_on_made; /* close() from connection_made */
   bool pause_on_data; /* pause_reading from each data_received: one delivery per resume */
+  SSL_CTX *nest_ctx;  /* TLS in TLS: in connection_made, start_tls(server_side) with it */
+  asyncio_transport_t *outer; /* ... on this transport (the one connection_made got) */
+  int nest_rc;        /* that start_tls's result; 1 while it runs */
   int ndata;          /* data_received / buffer_updated calls */
   ssize_t rb_at_data; /* get_read_buffer_size at the last delivery */
   size_t nrecv;
@@ -109,17 +112,26 @@ typedef struct bulk {
   bool got_hint;    /* a positive hint was given */
 } bulk_t;
 
+static int nest_server_task(void *arg);
+
 static void bk_made(asyncio_transport_t *t, void *u) {
   bulk_t *b = u;
   b->t = t;
   b->made++;
   b->sum = FNV_INIT;
+  if (b->nest_ctx) {
+    /* Nothing may be read as plaintext before the upgrade: start_tls resumes. */
+    b->outer = t;
+    b->nest_rc = 1;
+    CHECK_RC(asyncio_transport_pause_reading(t), 0);
+    CHECK_RC(asyncio_create_task(NULL, nest_server_task, b, NULL), 0);
+  }
   if (b->pause_on_made) CHECK_RC(asyncio_transport_pause_reading(t), 0);
   if (b->close_on_made) CHECK_RC(asyncio_transport_close(t), 0);
 }
 static void bk_lost(asyncio_transport_t *t, int err, void *u) {
   bulk_t *b = u;
-  CHECK(b->t == t);
+  CHECK(b->t == t || b->t == NULL); /* NULL: an upgrade whose transport it never got */
   b->lost++;
   b->lost_err = err;
   b->t = NULL;
@@ -2169,7 +2181,342 @@ TEST(loop_close_with_open_connections) {
   ASSERT_SOFT();
 }
 
-/* ---- 15. allocation failures ------------------------------------------------------------- */
+/* ---- 15. TLS in TLS: start_tls on a TLS transport ------------------------------------------ */
+
+/* The server side's upgrade, from its protocol's connection_made (bk_made). */
+static int nest_server_task(void *arg) {
+  bulk_t *b = arg;
+  asyncio_start_tls_options_t o = {.server_side = true};
+  asyncio_transport_t *app = NULL;
+  b->t = NULL; /* until the upgrade gives the transport to use */
+  b->nest_rc = asyncio_loop_start_tls(asyncio_get_running_loop(), b->outer, b->nest_ctx, &o, &app);
+  if (b->nest_rc == 0) b->t = app;
+  return 0;
+}
+
+/*
+ * close_notify alerts as the message callbacks of the four contexts see
+ * them, in order: "CI>" = client, inner layer, sent; "SO<" = server, outer
+ * layer, received.
+ */
+typedef struct nctx {
+  tctx_t *c;
+  SSL_CTX *cin, *sin; /* the inner layer's contexts (the outer's are c->cctx / c->sctx) */
+  bulk_t srv, cli;
+  bwriter_t ws, wc;
+  asyncio_transport_t *cli_outer;
+  char alerts[16][4];
+  int nalerts;
+} nctx_t;
+
+static nctx_t g_n;
+
+static void note_close_notify(int write_p, int version, int content_type, const void *buf,
+                              size_t len, SSL *ssl, void *arg) {
+  const unsigned char *p = buf;
+  (void)version;
+  (void)ssl;
+  if (content_type != SSL3_RT_ALERT || len < 2 || p[1] != SSL_AD_CLOSE_NOTIFY) return;
+  if (g_n.nalerts < 16)
+    snprintf(g_n.alerts[g_n.nalerts], sizeof g_n.alerts[0], "%s%c", (const char *)arg,
+             write_p ? '>' : '<');
+  g_n.nalerts++;
+}
+
+static int alert_at(const char *ev) {
+  int at = -1;
+  for (int i = 0; i < g_n.nalerts && i < 16; i++)
+    if (strcmp(g_n.alerts[i], ev) == 0) {
+      CHECK(at < 0); /* once */
+      at = i;
+    }
+  return at;
+}
+
+static void nest_init(tctx_t *c) {
+  memset(&g_n, 0, sizeof g_n);
+  g_n.c = c;
+  g_n.cin = tls_client_ctx(&c->pki, 0);
+  g_n.sin = tls_server_ctx(&c->pki);
+  SSL_CTX_set_msg_callback(c->cctx, note_close_notify);
+  SSL_CTX_set_msg_callback_arg(c->cctx, "CO");
+  SSL_CTX_set_msg_callback(c->sctx, note_close_notify);
+  SSL_CTX_set_msg_callback_arg(c->sctx, "SO");
+  SSL_CTX_set_msg_callback(g_n.cin, note_close_notify);
+  SSL_CTX_set_msg_callback_arg(g_n.cin, "CI");
+  SSL_CTX_set_msg_callback(g_n.sin, note_close_notify);
+  SSL_CTX_set_msg_callback_arg(g_n.sin, "SI");
+  g_n.srv.nest_ctx = g_n.sin;
+}
+
+static void nest_free(void) {
+  SSL_CTX_free(g_n.cin);
+  SSL_CTX_free(g_n.sin);
+}
+
+/*
+ * A TLS server whose protocol upgrades its TLS transport again (server
+ * side), and a client that connects with TLS and then runs start_tls on its
+ * TLS transport: two TLS layers, each verified, over one socket.  o are the
+ * client's inner options (NULL: check "localhost").  Returns the server, or
+ * NULL (the inner handshake's error in *rc).
+ */
+static asyncio_server_t *nest_pair(const asyncio_start_tls_options_t *o, SSL_CTX *cin, int *rc) {
+  tctx_t *c = g_n.c;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t so = {.ssl = c->sctx};
+  asyncio_server_t *srv = NULL;
+  *rc = -1;
+  CHECK_RC(asyncio_loop_create_server(loop, bulk_factory, &g_n.srv, "127.0.0.1", 0, &so, &srv), 0);
+  if (!srv) return NULL;
+  asyncio_connection_options_t co = {.ssl = c->cctx, .server_hostname = "localhost"};
+  asyncio_transport_t *outer = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, bulk_factory, &g_n.cli, "127.0.0.1",
+                                          server_port(srv, 0), &co, &outer, NULL),
+           0);
+  if (!outer) {
+    server_done(srv);
+    return NULL;
+  }
+  g_n.cli_outer = outer;
+  asyncio_start_tls_options_t d = {.server_hostname = "localhost"};
+  asyncio_transport_t *inner = NULL;
+  g_n.cli.t = NULL;
+  *rc = asyncio_loop_start_tls(loop, outer, cin ? cin : g_n.cin, o ? o : &d, &inner);
+  if (*rc) return srv;
+  g_n.cli.t = inner;
+  for (int i = 0; i < 20000 && g_n.srv.nest_rc == 1; i++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(g_n.srv.nest_rc == 0 && g_n.srv.t != NULL);
+  CHECK(g_n.srv.made == 1 && g_n.cli.made == 1);
+  return srv;
+}
+
+/*
+ * Echo through both layers; each layer has its own SSL object and
+ * context, and the inner transport answers for the socket underneath.
+ * close() on the inner transport: its close_notify goes both ways first,
+ * then the outer layer's, on each side; each protocol gets one
+ * eof_received and connection_lost(0).
+ */
+static int nest_echo_main(void *arg) {
+  tctx_t *c = arg;
+  nest_init(c);
+  g_n.srv.echo = true;
+  int rc;
+  asyncio_server_t *srv = nest_pair(NULL, NULL, &rc);
+  CHECK_RC(rc, 0);
+  asyncio_transport_t *t = g_n.cli.t;
+  if (!srv || !t) goto out;
+  SSL *in = asyncio_transport_get_ssl_object(t);
+  SSL *out = asyncio_transport_get_ssl_object(g_n.cli_outer);
+  CHECK(in != NULL && out != NULL && in != out);
+  CHECK(asyncio_transport_get_sslcontext(t) == g_n.cin);
+  CHECK(asyncio_transport_get_sslcontext(g_n.cli_outer) == c->cctx);
+  CHECK(asyncio_transport_get_sslcontext(g_n.srv.t) == g_n.sin);
+  if (in) CHECK(SSL_get_verify_result(in) == X509_V_OK && SSL_get0_peer_certificate(in));
+  int fd = asyncio_transport_get_fd(t);
+  CHECK(fd >= 0 && fd == asyncio_transport_get_fd(g_n.cli_outer));
+  struct sockaddr_storage a1, a2;
+  socklen_t l1 = sizeof a1, l2 = sizeof a2;
+  CHECK_RC(asyncio_transport_get_peername(t, (struct sockaddr *)&a1, &l1), 0);
+  CHECK(getpeername(fd, (struct sockaddr *)&a2, &l2) == 0 && l1 == l2 && !memcmp(&a1, &a2, l1));
+  CHECK(!asyncio_transport_can_write_eof(t));
+  const char *msg = "through two layers";
+  size_t n = strlen(msg);
+  CHECK_RC(asyncio_transport_write(t, msg, n), 0);
+  WAIT_UNTIL(g_n.cli.nrecv == n);
+  CHECK(g_n.srv.sum == fnv(FNV_INIT, msg, n) && g_n.cli.sum == g_n.srv.sum);
+  CHECK(g_n.nalerts == 0);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  /* A closing TLS transport is not upgraded again. */
+  asyncio_transport_t *again = NULL;
+  CHECK_RC(asyncio_loop_start_tls(asyncio_get_running_loop(), t, g_n.cin, NULL, &again), -EINVAL);
+  CHECK(again == NULL);
+  WAIT_UNTIL(g_n.cli.lost == 1 && g_n.srv.lost == 1);
+  CHECK(g_n.cli.lost_err == 0 && g_n.srv.lost_err == 0);
+  CHECK(g_n.cli.eofs == 1 && g_n.srv.eofs == 1);
+  /*
+   * Each layer's close_notify both ways, once; each side writes the inner
+   * layer's first (the order they are received in is not what the callbacks
+   * show: the outer layer decrypts several records before it hands their
+   * plaintext on, so it may see its close_notify before the inner layer
+   * sees the one that came first; were it really first, the outer layer
+   * would fail on the data after it).
+   */
+  CHECK(g_n.nalerts == 8);
+  static const char *const sides[2] = {"C", "S"};
+  for (int i = 0; i < 2; i++) {
+    char ev[4][4];
+    snprintf(ev[0], 4, "%sI>", sides[i]);
+    snprintf(ev[1], 4, "%sO>", sides[i]);
+    snprintf(ev[2], 4, "%sI<", sides[i]);
+    snprintf(ev[3], 4, "%sO<", sides[i]);
+    int si = alert_at(ev[0]), so = alert_at(ev[1]), ri = alert_at(ev[2]), ro = alert_at(ev[3]);
+    CHECK(si >= 0 && so >= 0 && ri >= 0 && ro >= 0);
+    CHECK(si < so);
+  }
+out:
+  if (srv) server_done(srv);
+  nest_free();
+  return 0;
+}
+TEST(tls_in_tls_echo_and_close_order) { run_tls(nest_echo_main); }
+
+/* A few MiB each way at once through both layers, with both layers' flow control. */
+#define NEST_BIG ((size_t)6 << 20)
+
+static int nest_big_main(void *arg) {
+  tctx_t *c = arg;
+  pattern_init();
+  nest_init(c);
+  int rc;
+  asyncio_server_t *srv = nest_pair(NULL, NULL, &rc);
+  CHECK_RC(rc, 0);
+  if (!srv || !g_n.cli.t) goto out;
+  g_n.wc = (bwriter_t){.b = &g_n.cli, .total = NEST_BIG};
+  g_n.ws = (bwriter_t){.b = &g_n.srv, .total = NEST_BIG};
+  asyncio_task_t *tc = NULL, *ts = NULL;
+  CHECK_RC(asyncio_create_task(&tc, writer_task, &g_n.wc, NULL), 0);
+  CHECK_RC(asyncio_create_task(&ts, writer_task, &g_n.ws, NULL), 0);
+  if (tc) CHECK_RC(asyncio_await(tc, NULL), 0);
+  if (ts) CHECK_RC(asyncio_await(ts, NULL), 0);
+  asyncio_task_free(tc);
+  asyncio_task_free(ts);
+  WAIT_UNTIL(g_n.srv.nrecv >= NEST_BIG && g_n.cli.nrecv >= NEST_BIG);
+  CHECK(g_n.srv.nrecv == NEST_BIG && g_n.srv.sum == g_n.wc.sum);
+  CHECK(g_n.cli.nrecv == NEST_BIG && g_n.cli.sum == g_n.ws.sum);
+  CHECK(g_n.cli.npause > 0 && g_n.srv.npause > 0);
+  CHECK(!g_n.cli.alt_bad && !g_n.srv.alt_bad);
+  CHECK(g_n.wc.maxbuf < 512 * 1024 + CHUNK && g_n.ws.maxbuf < 512 * 1024 + CHUNK);
+  CHECK_RC(asyncio_transport_close(g_n.cli.t), 0);
+  WAIT_UNTIL(g_n.cli.lost == 1 && g_n.srv.lost == 1);
+  CHECK(g_n.cli.lost_err == 0 && g_n.srv.lost_err == 0);
+out:
+  if (srv) server_done(srv);
+  nest_free();
+  return 0;
+}
+TEST(tls_in_tls_large_transfer) { run_tls(nest_big_main); }
+
+/*
+ * abort() on the inner transport ends both layers at once (no close_notify
+ * at all); an inner shutdown that times out, and an inner layer's TLS
+ * error, report their error through the outer layer, which passes it down
+ * to the socket.
+ */
+static int nest_abort_main(void *arg) {
+  tctx_t *c = arg;
+  nest_init(c);
+  int rc;
+  asyncio_server_t *srv = nest_pair(NULL, NULL, &rc);
+  CHECK_RC(rc, 0);
+  if (!srv || !g_n.cli.t) goto out;
+  CHECK_RC(asyncio_transport_write(g_n.cli.t, "x", 1), 0);
+  WAIT_UNTIL(g_n.srv.nrecv == 1);
+  CHECK_RC(asyncio_transport_abort(g_n.cli.t), 0);
+  WAIT_UNTIL(g_n.cli.lost == 1 && g_n.srv.lost == 1);
+  CHECK(g_n.cli.lost_err == 0 && g_n.cli.eofs == 0);
+  CHECK(g_n.srv.lost_err == 0 || g_n.srv.lost_err == -ECONNRESET);
+  CHECK(g_n.nalerts == 0);
+  server_done(srv);
+  srv = NULL;
+
+  /* The inner close_notify is never answered: the server's app paused reading. */
+  memset(&g_n.srv, 0, sizeof g_n.srv);
+  memset(&g_n.cli, 0, sizeof g_n.cli);
+  g_n.srv.nest_ctx = g_n.sin;
+  asyncio_start_tls_options_t o = {.server_hostname = "localhost", .ssl_shutdown_timeout = 0.2};
+  srv = nest_pair(&o, NULL, &rc);
+  CHECK_RC(rc, 0);
+  if (!srv || !g_n.cli.t || !g_n.srv.t) goto out;
+  CHECK_RC(asyncio_transport_pause_reading(g_n.srv.t), 0);
+  CHECK_RC(asyncio_transport_close(g_n.cli.t), 0);
+  WAIT_UNTIL(g_n.cli.lost == 1);
+  CHECK(g_n.cli.lost_err == -ETIMEDOUT);
+  WAIT_UNTIL(g_n.srv.lost == 1);
+  server_done(srv);
+  srv = NULL;
+
+  /*
+   * Bytes that are no TLS record reach the client's inner layer (written on
+   * the server's outer transport, which its protocol gave up): that layer's
+   * error ends the connection, and comes up as connection_lost's error.
+   */
+  memset(&g_n.srv, 0, sizeof g_n.srv);
+  memset(&g_n.cli, 0, sizeof g_n.cli);
+  g_n.srv.nest_ctx = g_n.sin;
+  srv = nest_pair(NULL, NULL, &rc);
+  CHECK_RC(rc, 0);
+  if (!srv || !g_n.cli.t || !g_n.srv.t) goto out;
+  CHECK_RC(asyncio_transport_write(g_n.srv.outer, "\x17\x03\x03\x00\x05hello", 10), 0);
+  WAIT_UNTIL(g_n.cli.lost == 1 && g_n.srv.lost == 1);
+  CHECK(g_n.cli.lost_err == ASYNCIO_ESSL);
+  CHECK(g_n.cli.nrecv == 0 && g_n.cli.eofs == 0);
+out:
+  if (srv) server_done(srv);
+  nest_free();
+  return 0;
+}
+TEST(tls_in_tls_abort_and_errors) { run_tls(nest_abort_main); }
+
+/*
+ * The inner handshake fails verification: start_tls returns it with the
+ * reason, the outer connection is closed with it, and each protocol (which
+ * saw connection_made before the upgrade) gets its one connection_lost.
+ */
+static int nest_verify_main(void *arg) {
+  tctx_t *c = arg;
+  nest_init(c);
+  SSL_CTX *wrong = tls_client_ctx(&c->pki, 1);
+  long code = -1;
+  asyncio_start_tls_options_t o = {.server_hostname = "localhost", .ssl_verify_code = &code};
+  int rc;
+  asyncio_server_t *srv = nest_pair(&o, wrong, &rc);
+  CHECK_RC(rc, ASYNCIO_ESSLCERTVERIFY);
+  CHECK(code == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
+  WAIT_UNTIL(g_n.cli.lost == 1 && g_n.srv.lost == 1 && g_n.srv.nest_rc != 1);
+  CHECK(g_n.srv.nest_rc < 0);
+  CHECK(g_n.cli.lost_err == ASYNCIO_ESSLCERTVERIFY);
+  CHECK(g_n.cli.made == 1 && g_n.srv.made == 1 && g_n.cli.nrecv == 0 && g_n.srv.nrecv == 0);
+  for (int k = 0; k < 10; k++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(g_n.cli.lost == 1 && g_n.srv.lost == 1);
+  SSL_CTX_free(wrong);
+  if (srv) server_done(srv);
+  nest_free();
+  return 0;
+}
+TEST(tls_in_tls_verify_failure) { run_tls(nest_verify_main); }
+
+/* The loop closes under an open TLS-in-TLS connection with data in flight: nothing leaks. */
+static asyncio_server_t *g_nest_srv;
+
+static int nest_loop_close_main(void *arg) {
+  tctx_t *c = arg;
+  pattern_init();
+  nest_init(c);
+  int rc;
+  g_nest_srv = nest_pair(NULL, NULL, &rc);
+  CHECK_RC(rc, 0);
+  if (g_n.cli.t) {
+    CHECK_RC(asyncio_transport_write(g_n.cli.t, pattern, PAT_PERIOD), 0);
+    CHECK_RC(asyncio_transport_write(g_n.srv.t, pattern, PAT_PERIOD), 0);
+    WAIT_UNTIL(g_n.srv.nrecv > 0);
+  }
+  return 0;
+}
+
+TEST(tls_in_tls_loop_close) {
+  static tctx_t c;
+  g_nest_srv = NULL;
+  tctx_init(&c);
+  assert_ok(run_main(nest_loop_close_main, &c));
+  if (g_nest_srv) assert_ok(asyncio_server_free(g_nest_srv));
+  nest_free();
+  tctx_free(&c);
+  ASSERT_SOFT();
+}
+
+/* ---- 16. allocation failures ------------------------------------------------------------- */
 
 static void silent(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
   (void)loop;

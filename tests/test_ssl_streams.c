@@ -333,6 +333,47 @@ static int starttls_bad_main(void *arg) {
 
 TEST(start_tls_refused) { run_tls(starttls_bad_main); }
 
+/*
+ * TLS in TLS with streams (an HTTPS proxy's CONNECT, say): both ends
+ * already speak TLS when the STARTTLS exchange runs, and upgrade their TLS
+ * streams again; the handler's side is the server, as derived.
+ */
+static int starttls_nested_main(void *arg) {
+  sctx_t *c = arg;
+  SSL_CTX *inner = tls_client_ctx(&c->pki, 0);
+  asyncio_server_t *srv = serve(c, starttls_handler, true);
+  if (!srv) return -1;
+  reader_t *r;
+  writer_t *w;
+  CHECK_RC(connect_tls(c, c->cctx, "localhost", &r, &w), 0);
+  if (!w) return -1;
+  asyncio_transport_t *outer = asyncio_stream_transport(w);
+  SSL *outer_ssl = asyncio_transport_get_ssl_object(outer);
+  CHECK(outer_ssl != NULL);
+  CHECK_RC(asyncio_stream_write(w, "STARTTLS\n", 9), 0);
+  const char *line;
+  CHECK(asyncio_stream_readline(r, &line) == 3);
+  asyncio_start_tls_options_t o = {.server_hostname = "localhost"};
+  CHECK_RC(asyncio_stream_start_tls(w, inner, &o), 0);
+  asyncio_transport_t *t = asyncio_stream_transport(w);
+  SSL *inner_ssl = asyncio_transport_get_ssl_object(t);
+  CHECK(t != outer && inner_ssl != NULL && inner_ssl != outer_ssl);
+  CHECK(asyncio_transport_get_sslcontext(t) == inner);
+  CHECK(asyncio_transport_get_fd(t) >= 0);
+  CHECK_RC(asyncio_stream_write(w, "secret\n", 7), 0);
+  CHECK(asyncio_stream_readline(r, &line) == 7);
+  if (line) CHECK(memcmp(line, "sealed\n", 7) == 0);
+  CHECK_RC(asyncio_stream_close(w), 0);
+  CHECK_RC(asyncio_stream_wait_closed(w), 0);
+  WAIT_UNTIL(c->handlers == 1 && c->upgrade_rc == 0 && c->server_rc == 0);
+  pair_close(r, w, -1);
+  unserve(srv);
+  SSL_CTX_free(inner);
+  return 0;
+}
+
+TEST(start_tls_over_tls) { run_tls(starttls_nested_main); }
+
 /* start_tls while another task waits on the reader: refused. */
 static int waiting_reader(void *arg) {
   reader_t *r = arg;

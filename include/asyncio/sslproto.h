@@ -5,7 +5,8 @@
  *
  * TLS is OpenSSL's, driven through two memory BIOs as CPython's sslproto
  * drives ssl.MemoryBIO: the encrypted bytes travel on an ordinary socket
- * transport, and the application gets a transport of its own (the "app
+ * transport (or, after start_tls on a TLS connection, on its app
+ * transport), and the application gets a transport of its own (the "app
  * transport") that speaks plaintext.  The contexts are OpenSSL's SSL_CTX:
  * make one with asyncio_ssl_create_default_context() or with OpenSSL itself
  * (include <openssl/ssl.h>; the pointers below are OpenSSL's SSL_CTX and SSL
@@ -127,12 +128,16 @@ typedef struct asyncio_start_tls_options {
  * transport is closed).  The protocol's connection_lost comes from the app transport,
  * also when the connection ends during the handshake (Python skips it
  * there; the protocol has seen connection_made, so it is owed one).
+ * The transport may itself be a TLS app transport whose handshake is done
+ * (TLS in TLS, as Python 3.11+ allows: HTTPS through an HTTPS proxy): the
+ * new layer's records then travel as that connection's data, and closing
+ * the new transport sends its close_notify first, then the outer one's.
  * Returns 0; -EINVAL (NULL loop, transport, ctx or out; another loop's,
- * a closing or a lost transport; a transport that is not a stream socket,
- * TLS app transports included: Python's TypeError 'transport ... is not
- * supported by start_tls()', where Python does take a TLS transport;
- * server_hostname with server_side, which Python ignores: the sides are
- * mixed up; a bad timeout); ASYNCIO_ENOTASK; ASYNCIO_EWRONGTHREAD; ASYNCIO_ECLOSED;
+ * a closing or a lost transport; a transport that is neither a stream
+ * socket nor a TLS app transport past its handshake: Python's TypeError
+ * 'transport ... is not supported by start_tls()'; server_hostname with
+ * server_side, which Python ignores: the sides are mixed up; a bad
+ * timeout); ASYNCIO_ENOTASK; ASYNCIO_EWRONGTHREAD; ASYNCIO_ECLOSED;
  * -ECANCELED; -ENOMEM; the handshake errors above.
  */
 int asyncio_loop_start_tls(asyncio_loop_t *loop, asyncio_transport_t *transport,

@@ -343,7 +343,8 @@ int asyncio_stream_wait_closed(asyncio_stream_writer_t *writer);
 /*
  * StreamWriter.start_tls(sslcontext, *, server_hostname,
  * ssl_handshake_timeout, ssl_shutdown_timeout): drains the writer, then
- * upgrades the connection to TLS (asyncio_loop_start_tls); afterwards the
+ * upgrades the connection to TLS (asyncio_loop_start_tls; a stream that
+ * already speaks TLS gets a second layer over the first); afterwards the
  * reader and writer carry plaintext over the new app transport, which
  * asyncio_stream_transport returns.  This end is the TLS server when the
  * stream came from start_server (options->server_side is not looked at,
