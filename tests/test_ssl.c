@@ -85,6 +85,21 @@ static void server_done(asyncio_server_t *srv) {
   CHECK_RC(asyncio_server_free(srv), 0);
 }
 
+/* A pseudo-random pattern; any contiguous slice of it is sent. */
+#define PAT_PERIOD ((size_t)1 << 20)
+#define CHUNK ((size_t)200003)
+static unsigned char pattern[PAT_PERIOD + CHUNK];
+
+static void pattern_init(void) {
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i < sizeof pattern; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    pattern[i] = (unsigned char)(x >> 24);
+  }
+}
+
 /* ---- a protocol for bulk transfers, flow control and BufferedProtocol ---------------- */
 
 typedef struct bulk {
@@ -101,6 +116,9 @@ typedef struct bulk {
   SSL_CTX *nest_ctx;  /* TLS in TLS: in connection_made, start_tls(server_side) with it */
   asyncio_transport_t *outer; /* ... on this transport (the one connection_made got) */
   int nest_rc;        /* that start_tls's result; 1 while it runs */
+  size_t rw_left;     /* write_more: bytes of the pattern still to write, ... */
+  size_t rw_off;      /* ... from here */
+  uint64_t rw_sum;    /* what was written */
   int ndata;          /* data_received / buffer_updated calls */
   ssize_t rb_at_data; /* get_read_buffer_size at the last delivery */
   size_t nrecv;
@@ -142,11 +160,24 @@ static void bk_pause(asyncio_transport_t *t, void *u) {
   b->paused = true;
   b->npause++;
 }
+/* Writes the pattern until the transport pauses the protocol or rw_left is used up. */
+static void write_more(bulk_t *b, asyncio_transport_t *t) {
+  while (b->rw_left > 0 && !b->paused && !b->lost) {
+    size_t n = b->rw_left < CHUNK ? b->rw_left : CHUNK;
+    const unsigned char *p = pattern + b->rw_off % PAT_PERIOD;
+    CHECK_RC(asyncio_transport_write(t, p, n), 0);
+    b->rw_sum = fnv(b->rw_sum, p, n);
+    b->rw_off += n;
+    b->rw_left -= n;
+  }
+}
+
 static void bk_resume(asyncio_transport_t *t, void *u) {
   bulk_t *b = u;
   if (!b->paused) b->alt_bad = true;
   b->paused = false;
   b->nresume++;
+  write_more(b, t); /* from the callback itself, as a protocol may */
 }
 static void bk_on_data(bulk_t *b, asyncio_transport_t *t, const void *d, size_t n) {
   CHECK(n > 0);
@@ -203,21 +234,6 @@ static int bulk_factory(void *arg, const asyncio_protocol_t **proto, void **inst
   *proto = b->buffered ? &bulk_buffered_proto : &bulk_proto;
   *inst = b;
   return 0;
-}
-
-/* A pseudo-random pattern; any contiguous slice of it is sent. */
-#define PAT_PERIOD ((size_t)1 << 20)
-#define CHUNK ((size_t)200003)
-static unsigned char pattern[PAT_PERIOD + CHUNK];
-
-static void pattern_init(void) {
-  uint64_t x = 0x9e3779b97f4a7c15ull;
-  for (size_t i = 0; i < sizeof pattern; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    pattern[i] = (unsigned char)(x >> 24);
-  }
 }
 
 /*
@@ -1295,6 +1311,35 @@ static int writelines_main(void *arg) {
 TEST(writelines_partial) {
   memset(&g_b, 0, sizeof g_b);
   run_tls(writelines_main);
+}
+
+/*
+ * A protocol that writes from resume_writing, which runs while the
+ * backlog drains: the stream must arrive once and in order (the backlog's
+ * head may not be encrypted twice).
+ */
+static int write_on_resume_main(void *arg) {
+  tctx_t *c = arg;
+  pattern_init();
+  g_b.srv.pause_on_made = true; /* so that the backlog fills first */
+  asyncio_server_t *srv = bulk_pair(c);
+  if (!srv) return -1;
+  g_b.cli.rw_left = (size_t)24 << 20;
+  g_b.cli.rw_sum = FNV_INIT;
+  write_more(&g_b.cli, g_b.cli.t);
+  CHECK(g_b.cli.paused && g_b.cli.rw_left > 0);
+  CHECK_RC(asyncio_transport_resume_reading(g_b.srv.t), 0);
+  WAIT_UNTIL(g_b.cli.rw_left == 0 || g_b.cli.lost);
+  WAIT_UNTIL(g_b.srv.nrecv >= g_b.cli.rw_off || g_b.srv.lost);
+  CHECK(g_b.srv.nrecv == g_b.cli.rw_off && g_b.srv.sum == g_b.cli.rw_sum);
+  CHECK(g_b.cli.nresume > 3 && !g_b.cli.alt_bad);
+  bulk_close(srv);
+  return 0;
+}
+
+TEST(write_from_resume_writing) {
+  memset(&g_b, 0, sizeof g_b);
+  run_tls(write_on_resume_main);
 }
 
 /* ---- 7. reading flow control ----------------------------------------------------------- */
