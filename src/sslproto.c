@@ -20,10 +20,10 @@
  * Python's: the app is paused for writing when plaintext not yet encrypted
  * plus ciphertext not yet handed down reach the app transport's high-water
  * mark (512 KiB), and `under` stops reading when 256 KiB of ciphertext wait
- * in `in` (the app paused reading; set_read_buffer_limits moves that mark).  One difference in the writing: while
- * `under` is paused (its buffer is full), plaintext stays in the backlog
- * instead of being encrypted into `out`, so `out` stays small; the counted
- * size is the same.
+ * in `in` (the app paused reading; set_read_buffer_limits moves that mark).
+ * One difference in the writing: while `under` is paused (its buffer is
+ * full), plaintext stays in the backlog instead of being encrypted into
+ * `out`, so `out` stays small; the counted size is the same.
  *
  * Lifetime: the object is reference-counted (`under`, which drops its
  * reference in connection_lost; the creating task while it waits; each
@@ -934,8 +934,9 @@ int asyncio__tls_get_fd(const asyncio_transport_t *app) {
 /*
  * _SSLProtocolTransport._force_close(exc), which TLS in TLS reaches: an
  * inner layer's fatal error or shutdown timeout.  The error goes down to the
- * socket, so that it comes back up through each connection_lost (CPython
- * 3.11.0's _abort dropped it; later versions pass it on).
+ * socket, so that it comes back up through each connection_lost (as
+ * CPython's SSLProtocol._abort(exc) does since it takes one; the first
+ * 3.11 version dropped it).
  */
 void asyncio__tls_force_close(asyncio_transport_t *app, int err) {
   app->closing = 1;
