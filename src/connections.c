@@ -485,16 +485,16 @@ static int wrap_given_sock(asyncio_loop_t *loop, int sock, int family,
                                           transport, instance, &taken);
 }
 
-/*
- * The ssl= arguments of create_connection / create_unix_connection
- * (base_events' checks): *p is filled when TLS is asked for, and *use set.
- * host is the name to check when server_hostname is not given.
- */
 /* ssl_verify_code is cleared first, so that no failure, of any kind, leaves an old value. */
 static void clear_verify_code(const asyncio_connection_options_t *o) {
   if (o && o->ssl_verify_code) *o->ssl_verify_code = 0; /* X509_V_OK */
 }
 
+/*
+ * The ssl= arguments of create_connection / create_unix_connection
+ * (base_events' checks): *p is filled when TLS is asked for, and *use set.
+ * host is the name to check when server_hostname is not given.
+ */
 static int tls_params(const asyncio_connection_options_t *o, const char *host,
                       asyncio__tls_params_t *p, int *use) {
   *use = 0;
