@@ -19,11 +19,12 @@
  * command line (http[s]://host[:port]/path, or host:port for "/").  With
  * no option it runs both versions, one after the other, each under a
  * heading.  --head sends HEAD instead of GET (the status line is the same).
- * https URLs are checked over TLS with one client context,
- * ssl.create_default_context(): it verifies the server's certificate
- * against the system's CAs (Python's ssl=True), or against the
- * certificates of FILE with --cafile (create_default_context(cafile=)), and
- * the host of the URL must match it (server_hostname).  A certificate that
+ * https URLs are checked over TLS, as Python's ssl=True does (the
+ * options' ssl_default: the loop's default client context, which verifies
+ * the server's certificate against the system's CAs), or with --cafile
+ * against the certificates of FILE (one context of
+ * create_default_context(cafile=) for every site); the host of the URL
+ * must match the certificate (server_hostname).  A certificate that
  * does not verify is reported as an error in the status column, as are
  * sites that cannot be reached.
  */
@@ -47,7 +48,7 @@ typedef struct site {
 } site_t;
 
 static const char *method = "GET";
-static SSL_CTX *tls_context; /* for https: ssl.create_default_context([cafile]) */
+static SSL_CTX *tls_context; /* --cafile: ssl.create_default_context(cafile=) */
 
 /*
  * urlsplit() for the few forms used here: scheme://host[:port][/path] and
@@ -90,7 +91,7 @@ static int split_url(site_t *s) {
 static int get_status(void *arg) {
   site_t *s = arg;
   /* open the connection (ssl=True for https: server_hostname is the host) */
-  asyncio_connection_options_t tls = {.ssl = tls_context};
+  asyncio_connection_options_t tls = {.ssl = tls_context, .ssl_default = !tls_context};
   asyncio_stream_options_t opts = {.connection = &tls};
   asyncio_stream_reader_t *reader;
   asyncio_stream_writer_t *writer;
@@ -211,7 +212,6 @@ int main(int argc, char **argv) {
   job.n = (size_t)(argc - i);
   job.sites = calloc(job.n, sizeof *job.sites);
   if (!job.sites) return 1;
-  bool https = false;
   for (size_t k = 0; k < job.n; k++) {
     job.sites[k].url = argv[i + (int)k];
     if (split_url(&job.sites[k]) < 0) {
@@ -219,15 +219,14 @@ int main(int argc, char **argv) {
       free(job.sites);
       return 2;
     }
-    https |= job.sites[k].https;
   }
   int rc = 0;
-  if (https || cafile) { /* one context for every https site, made before the loop runs */
+  if (cafile) { /* one context for every https site, made before the loop runs */
     rc = asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_SERVER_AUTH, cafile, NULL,
                                             &tls_context);
     if (rc < 0) {
-      fprintf(stderr, "status_checker: cannot make the TLS context%s%s: %s\n",
-              cafile ? " with CA file " : "", cafile ? cafile : "", asyncio_strerror(rc));
+      fprintf(stderr, "status_checker: cannot make the TLS context with CA file %s: %s\n",
+              cafile, asyncio_strerror(rc));
       free(job.sites);
       return 2;
     }

@@ -499,7 +499,8 @@ static int tls_params(const asyncio_connection_options_t *o, const char *host,
                       asyncio__tls_params_t *p, int *use) {
   *use = 0;
   if (!o) return 0;
-  if (!o->ssl) {
+  if (o->ssl && o->ssl_default) return -EINVAL; /* one context or the other */
+  if (!o->ssl && !o->ssl_default) {
     /* 'server_hostname is only meaningful with ssl', and the timeouts alike. */
     if (o->server_hostname || o->ssl_handshake_timeout != 0 || o->ssl_shutdown_timeout != 0)
       return -EINVAL;
@@ -510,7 +511,7 @@ static int tls_params(const asyncio_connection_options_t *o, const char *host,
   /* 'You must set server_hostname when using ssl without a host' */
   if (!name) return -EINVAL;
   memset(p, 0, sizeof *p);
-  p->ctx = o->ssl;
+  p->ctx = o->ssl; /* NULL for ssl_default: the loop's, once the caller is known to be its task */
   p->server_hostname = name;
   p->handshake_timeout = o->ssl_handshake_timeout;
   p->shutdown_timeout = o->ssl_shutdown_timeout;
@@ -553,6 +554,7 @@ ASYNCIO_API int asyncio_loop_create_connection(asyncio_loop_t *loop,
   if (o && o->nerrors) *o->nerrors = 0;
   rc = check_task_loop(loop);
   if (rc) return rc;
+  if (use_tls && !tp.ctx && (rc = asyncio__tls_default_ctx(loop, &tp.ctx)) < 0) return rc;
   if (use_sock)
     return wrap_given_sock(loop, o->sock, 0, use_tls ? &tp : NULL, factory, factory_arg,
                            transport, instance);
@@ -586,8 +588,9 @@ ASYNCIO_API int asyncio_loop_connect_accepted_socket(asyncio_loop_t *loop,
   if (transport) *transport = NULL;
   clear_verify_code(o);
   if (!loop || !factory || !transport) return -EINVAL;
-  /* The keywords are ssl= and its timeouts; this end is the TLS server. */
-  if (o && o->server_hostname) return -EINVAL;
+  /* The keywords are ssl= and its timeouts; this end is the TLS server, which
+   * needs a context with its certificate: ssl=True is Python's ValueError. */
+  if (o && (o->server_hostname || o->ssl_default)) return -EINVAL;
   asyncio__tls_params_t tp;
   int use_tls;
   int rc = tls_params(o, "", &tp, &use_tls);
@@ -619,6 +622,7 @@ ASYNCIO_API int asyncio_loop_create_unix_connection(asyncio_loop_t *loop,
   if (use_sock && o->sock < 0) return -EBADF;
   rc = check_task_loop(loop);
   if (rc) return rc;
+  if (use_tls && !tp.ctx && (rc = asyncio__tls_default_ctx(loop, &tp.ctx)) < 0) return rc;
   if (use_sock)
     return wrap_given_sock(loop, o->sock, AF_UNIX, use_tls ? &tp : NULL, factory, factory_arg,
                            transport, instance);

@@ -29,6 +29,7 @@ typedef struct asyncio__net {
   asyncio__res_t *head;
   char *rbuf; /* the shared receive buffer (CPython's max_size recv) */
   struct tls_bufs *tls; /* sslproto.c's plaintext and ciphertext buffers, or NULL */
+  struct ssl_ctx_st *default_ctx; /* ssl_default's context, made on first use, or NULL */
 } asyncio__net_t;
 
 #define ASYNCIO__RECV_SIZE ((size_t)256 * 1024)
@@ -331,6 +332,8 @@ int asyncio__tls_get_read_buffer_limits(const asyncio_transport_t *app, size_t *
 int asyncio__tls_set_read_buffer_limits(asyncio_transport_t *app, size_t high, size_t low);
 void asyncio__tls_force_close(asyncio_transport_t *app, int err);
 void asyncio__tls_bufs_free(asyncio__net_t *net); /* loop close */
+/* The loop's default client context (ssl_default), made on first use; borrowed. */
+int asyncio__tls_default_ctx(asyncio_loop_t *loop, struct ssl_ctx_st **out);
 #define ASYNCIO__TLS_WRITE_HIGH ((size_t)512 * 1024) /* FLOW_CONTROL_HIGH_WATER_SSL_WRITE */
 #define ASYNCIO__TLS_READ_HIGH ((size_t)256 * 1024)  /* FLOW_CONTROL_HIGH_WATER_SSL_READ */
 

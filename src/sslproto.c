@@ -961,6 +961,25 @@ ASYNCIO_API struct ssl_ctx_st *asyncio_transport_get_sslcontext(const asyncio_tr
 void asyncio__tls_bufs_free(asyncio__net_t *net) {
   if (net->tls) asyncio__free(net->tls, sizeof(tls_bufs_t));
   net->tls = NULL;
+  SSL_CTX_free(net->default_ctx); /* the connections made with it hold references */
+  net->default_ctx = NULL;
+}
+
+/*
+ * ssl=True.  One context per loop, not per connection as Python makes: it
+ * reads the whole trust store, milliseconds of blocking each time.
+ */
+int asyncio__tls_default_ctx(asyncio_loop_t *loop, SSL_CTX **out) {
+  asyncio__net_t *net;
+  int rc = asyncio__net_get(loop, &net);
+  if (rc) return rc;
+  if (!net->default_ctx) {
+    rc = asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_SERVER_AUTH, NULL, NULL,
+                                            &net->default_ctx);
+    if (rc) return rc;
+  }
+  *out = net->default_ctx;
+  return 0;
 }
 
 static void tls_free(asyncio__tls_t *tls) {

@@ -711,6 +711,104 @@ static int verify_no_name_main(void *arg) {
 }
 TEST(verify_empty_hostname_skips_name_check) { run_tls(verify_no_name_main); }
 
+/* ---- ssl=True: the loop's default context ---------------------------------------------- */
+
+/*
+ * ssl_default verifies against OpenSSL's default trust store, which
+ * SSL_CERT_FILE replaces: the test's CA there, and the default context
+ * trusts the test server.  One context serves the loop's connections.
+ */
+static int ssl_default_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  asyncio_connection_options_t co = {.ssl_default = true, .server_hostname = "localhost"};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1", port, &co, &t,
+                                          NULL),
+           0);
+  if (!t) return -1;
+  SSL_CTX *dflt = asyncio_transport_get_sslcontext(t);
+  CHECK(dflt != NULL && dflt != c->cctx);
+  if (dflt) CHECK(SSL_CTX_get_verify_mode(dflt) & SSL_VERIFY_PEER);
+  CHECK_RC(asyncio_transport_write(t, "x", 1), 0);
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].nrecv == 1);
+  /* Through open_connection, with the host as the name: the same context. */
+  asyncio_connection_options_t sco = {.ssl_default = true};
+  asyncio_stream_options_t so = {.connection = &sco};
+  reader_t *r = NULL;
+  writer_t *w = NULL;
+  CHECK_RC(asyncio_open_connection("127.0.0.1", port, &so, &r, &w), 0);
+  if (w) {
+    CHECK(asyncio_transport_get_sslcontext(asyncio_stream_transport(w)) == dflt);
+    CHECK_RC(asyncio_stream_write(w, "yz", 2), 0);
+    WAIT_UNTIL(c->pool.n == 2 && c->pool.peers[1].nrecv == 2);
+    CHECK_RC(asyncio_stream_close(w), 0);
+    CHECK_RC(asyncio_stream_wait_closed(w), 0);
+    pair_close(r, w, -1);
+  }
+  /* One context or the other; and a server side needs its certificate. */
+  asyncio_connection_options_t both = {.ssl = c->cctx, .ssl_default = true};
+  asyncio_transport_t *t2 = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, peer_factory, &c->cli, "127.0.0.1", port, &both,
+                                          &t2, NULL),
+           -EINVAL);
+  CHECK_RC(asyncio_loop_create_unix_connection(loop, peer_factory, &c->cli, "@x", &both, &t2,
+                                               NULL),
+           -EINVAL);
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  asyncio_connection_options_t srv_side = {.ssl_default = true};
+  CHECK_RC(asyncio_loop_connect_accepted_socket(loop, peer_factory, &c->cli, sv[0], &srv_side,
+                                                &t2, NULL),
+           -EINVAL);
+  CHECK(t2 == NULL);
+  close(sv[0]);
+  close(sv[1]);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  server_done(srv);
+  return 0;
+}
+
+/* No trusted CA for the test server in the store: the chain fails, with the code. */
+static int ssl_default_untrusted_main(void *arg) {
+  tctx_t *c = arg;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  long code = -1;
+  asyncio_connection_options_t co = {
+      .ssl_default = true, .server_hostname = "localhost", .ssl_verify_code = &code};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(asyncio_get_running_loop(), peer_factory, &c->cli,
+                                          "127.0.0.1", port, &co, &t, NULL),
+           ASYNCIO_ESSLCERTVERIFY);
+  CHECK(t == NULL && code == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
+  server_done(srv);
+  return 0;
+}
+
+/* The store is the file named by SSL_CERT_FILE (no directory): the test's CA, or another one. */
+static void run_default_store(asyncio_coro_fn fn, bool trusted) {
+  static tctx_t c;
+  tctx_init(&c);
+  assert_int_equal(tls_files(&c.pki), 0);
+  setenv("SSL_CERT_FILE", trusted ? c.pki.ca_pem : c.pki.other_pem, 1);
+  setenv("SSL_CERT_DIR", c.pki.dir, 1); /* holds no hashed certificates */
+  int rc = run_main(fn, &c);
+  unsetenv("SSL_CERT_FILE");
+  unsetenv("SSL_CERT_DIR");
+  tctx_free(&c);
+  ASSERT_SOFT();
+  assert_ok(rc);
+}
+
+TEST(ssl_default_context) { run_default_store(ssl_default_main, true); }
+TEST(ssl_default_context_untrusted) { run_default_store(ssl_default_untrusted_main, false); }
+
 /*
  * A server context that requires a client certificate (SSL_VERIFY_PEER |
  * SSL_VERIFY_FAIL_IF_NO_PEER_CERT), on the calls where the server side has

@@ -370,18 +370,19 @@ typedef struct asyncio_connection_options {
   size_t *nerrors;
   /*
    * TLS (ssl=, asyncio/sslproto.h): an OpenSSL client context (SSL_CTX *);
-   * NULL = plain TCP.  The call returns once the handshake is done.
+   * NULL = plain TCP (unless ssl_default, below).  The call returns once
+   * the handshake is done.
    */
   struct ssl_ctx_st *ssl;
   /*
-   * server_hostname= (with ssl only, else -EINVAL): the name for SNI and the
+   * server_hostname= (with TLS only, else -EINVAL): the name for SNI and the
    * certificate check; NULL = host (create_unix_connection and sock= have
    * no host: -EINVAL, Python's 'You must set server_hostname when using
    * ssl without a host'); "" = no SNI and no name check.
    */
   const char *server_hostname;
   /*
-   * Seconds (with ssl only, else -EINVAL); 0 = 60 s / 30 s
+   * Seconds (with TLS only, else -EINVAL); 0 = 60 s / 30 s
    * (ASYNCIO_SSL_HANDSHAKE_TIMEOUT / _SHUTDOWN_TIMEOUT); negative or NaN:
    * -EINVAL.
    */
@@ -399,6 +400,17 @@ typedef struct asyncio_connection_options {
    * per connection.  Written only while the call runs.
    */
   long *ssl_verify_code;
+  /*
+   * ssl=True: TLS with a default client context instead of `ssl`, the one
+   * asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_SERVER_AUTH,
+   * NULL, NULL) makes (the system's trust store; OpenSSL's SSL_CERT_FILE and
+   * SSL_CERT_DIR move it).  The loop makes it on first use and keeps it
+   * until it closes; Python makes one per connection.  server_hostname and
+   * the timeouts apply as with `ssl`.  With `ssl` also set, or in
+   * connect_accepted_socket (a server side needs its certificate: Python's
+   * ValueError): -EINVAL.
+   */
+  bool ssl_default;
 } asyncio_connection_options_t;
 
 /*
