@@ -609,8 +609,10 @@ static void io_ready(void *p, int fd, uint32_t events) {
   if (fd >= loop->nwatches || !loop->watches[fd]) return;
   asyncio__watch_t *w = loop->watches[fd];
   events &= w->registered;
-  if ((events & ASYNCIO__EV_READ) && w->reader.state == H_IDLE) asyncio__ready_push(loop, &w->reader);
-  if ((events & ASYNCIO__EV_WRITE) && w->writer.state == H_IDLE) asyncio__ready_push(loop, &w->writer);
+  if ((events & ASYNCIO__EV_READ) && w->reader.state == H_IDLE)
+    asyncio__ready_push(loop, &w->reader);
+  if ((events & ASYNCIO__EV_WRITE) && w->writer.state == H_IDLE)
+    asyncio__ready_push(loop, &w->writer);
 }
 
 /* ---- errors ----------------------------------------------------------------- */

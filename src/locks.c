@@ -408,7 +408,8 @@ ASYNCIO_API int asyncio_condition_notify(asyncio_condition_t *c, int n) {
   if (!c || n < 0) return -EINVAL;
   int rc = cond_check(c);
   if (rc || (rc = lock_check(c->lock))) return rc;
-  if (!c->lock->locked) return -EPERM; /* Python: RuntimeError('cannot notify on un-acquired lock') */
+  /* Python: RuntimeError('cannot notify on un-acquired lock') */
+  if (!c->lock->locked) return -EPERM;
   return cond_notify(c, n);
 }
 

@@ -320,7 +320,8 @@ ASYNCIO_API int asyncio_queue_task_done(asyncio_queue_t *q) {
   if (!q) return -EINVAL;
   int rc = q_check(q);
   if (rc) return rc;
-  if (q->unfinished == 0) return -EINVAL; /* Python: ValueError('task_done() called too many times') */
+  /* Python: ValueError('task_done() called too many times') */
+  if (q->unfinished == 0) return -EINVAL;
   if (--q->unfinished == 0) finished_set(q);
   return 0;
 }

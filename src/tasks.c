@@ -715,7 +715,8 @@ int asyncio__task_cancel_all(asyncio_loop_t *loop) {
   asyncio__task_t **ts = asyncio__alloc(n * sizeof *ts);
   if (!ts) return -ENOMEM;
   size_t i = 0;
-  for (asyncio__task_t *t = loop->tasks_head; t; t = t->next) ts[i++] = TASK(asyncio_future_ref(&t->f));
+  for (asyncio__task_t *t = loop->tasks_head; t; t = t->next)
+    ts[i++] = TASK(asyncio_future_ref(&t->f));
   asyncio_future_t *all = NULL;
   int rc = asyncio_future_new(&all, loop);
   if (rc == 0) {

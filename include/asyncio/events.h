@@ -21,7 +21,8 @@ extern "C" {
 
 typedef struct asyncio_loop asyncio_loop_t;
 typedef struct asyncio_future asyncio_future_t;
-typedef struct asyncio_future asyncio_task_t; /* a task is a future (asyncio.Task subclasses Future) */
+/* A task is a future (asyncio.Task subclasses Future). */
+typedef struct asyncio_future asyncio_task_t;
 
 /* A plain callback: Python's callback(*args) with the args folded into one pointer. */
 typedef void (*asyncio_callback_fn)(void *arg);

@@ -164,9 +164,9 @@ int asyncio_sleep(double delay);
  * granularity): each root, a task no other task waits on, with its state
  * (running, scheduled, ready, sleeping until t=..., awaiting what, waiting
  * for stream data), and below it the tasks it waits on: the task it awaits,
- * or the children of the gather it awaits; and so on down.  A task waited on by several is printed once and
- * mentioned "(shown above)" after that.  Returns the number of pending tasks,
- * ASYNCIO_ENOLOOP, -ENOMEM.
+ * or the children of the gather it awaits; and so on down.  A task waited
+ * on by several is printed once and mentioned "(shown above)" after that.
+ * Returns the number of pending tasks, ASYNCIO_ENOLOOP, -ENOMEM.
  */
 int asyncio_print_tasks(asyncio_loop_t *loop, void *out);
 

@@ -3,8 +3,9 @@
  *
  * The fast path is the assembly switch (switch_<arch>.S): six pushes, two
  * moves, six pops and a return on x86_64; a fresh context is entered with a
- * call (asyncio__coro_start_asm) so that calls and returns stay paired.  The ucontext fallback serves other
- * architectures; swapcontext costs a sigprocmask system call per switch.
+ * call (asyncio__coro_start_asm) so that calls and returns stay paired.  The
+ * ucontext fallback serves other architectures; swapcontext costs a
+ * sigprocmask system call per switch.
  * Sanitizer hooks compile to nothing in normal builds.
  */
 #include "coro.h"

@@ -44,7 +44,8 @@
 
 #define CANARY_BYTES 64
 #define SLAB_SLOTS 64
-#define POOL_MAX 16384 /* about the guarded budget (max_map_count / 4): a 10,000-task burst reuses its stacks */
+/* About the guarded budget (max_map_count / 4): a 10,000-task burst reuses its stacks. */
+#define POOL_MAX 16384
 
 static size_t page_size;
 static atomic_long guarded_live;
