@@ -304,6 +304,8 @@ int asyncio__tls_transport_new(asyncio_loop_t *loop, int fd, const asyncio__tls_
                                asyncio_protocol_factory_fn factory, void *factory_arg,
                                asyncio_server_t *server, const struct sockaddr *peer,
                                socklen_t peerlen, asyncio_transport_t **under);
+/* servers.c, at asyncio_server_free: aborts `under` if its factory call is still to come. */
+void asyncio__tls_server_gone(asyncio_transport_t *under);
 
 /*
  * loop.start_tls, with a hook for StreamWriter.start_tls: swapped(arg, app)

@@ -319,6 +319,9 @@ ASYNCIO_API int asyncio_server_free(asyncio_server_t *s) {
     if (rc) return rc;
     if (s->busy) return -EBUSY;
     asyncio_server_close(s);
+    /* abort() never unlinks synchronously (connection_lost comes later). */
+    for (asyncio_transport_t *t = s->clients; t; t = *asyncio__transport_next_slot(t))
+      asyncio__tls_server_gone(t);
     server_destroy(&s->res);
   }
   if (s->ls) asyncio__free(s->ls, s->nls * sizeof *s->ls);

@@ -579,7 +579,7 @@ static void on_handshake_complete(asyncio__tls_t *tls, int err) {
      */
     const asyncio_protocol_t *proto = NULL;
     void *pinst = NULL;
-    int rc = tls->factory(tls->factory_arg, &proto, &pinst);
+    int rc = tls->factory ? tls->factory(tls->factory_arg, &proto, &pinst) : -ECONNABORTED;
     if (rc >= 0 && !proto) rc = -EINVAL;
     if (rc < 0) {
       tls->state = S_UNWRAPPED;
@@ -896,6 +896,19 @@ static int tls_factory(void *arg, const asyncio_protocol_t **p, void **inst) {
   *p = &tls_protocol;
   *inst = arg;
   return 0;
+}
+
+/*
+ * servers.c: the server that accepted `under` is being freed, and its
+ * factory's argument may go with it (start_server's does).  A connection
+ * still in its handshake would call that factory later: it is aborted.
+ */
+void asyncio__tls_server_gone(asyncio_transport_t *under) {
+  if (under->proto != &tls_protocol) return;
+  asyncio__tls_t *tls = under->inst;
+  if (tls->app_state != A_INIT || !tls->factory) return;
+  tls->factory = NULL;
+  abort_tls(tls);
 }
 
 /* ---- the app transport's calls ------------------------------------------------------- */

@@ -486,6 +486,53 @@ static int given_sock_main(void *arg) {
 
 TEST(tls_over_given_sockets) { run_tls(given_sock_main); }
 
+/* ---- a server freed while a connection is still in its handshake ------------------------ */
+
+static int g_accepted;
+
+static int counting_accept4(int fd, struct sockaddr *a, socklen_t *l, int fl) {
+  int c = accept4(fd, a, l, fl);
+  if (c >= 0) g_accepted++;
+  return c;
+}
+
+/*
+ * start_server's factory argument went with the server, yet a connection
+ * accepted before the free called the factory with it once its handshake
+ * ended.  After asyncio_server_free no factory call may come: such a
+ * connection is aborted, and its handler never runs.
+ */
+static int freed_mid_handshake_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_server_t *srv = serve(c, line_echo, true);
+  if (!srv) return -1;
+  asyncio__sys.accept4 = counting_accept4;
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)c->port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0); /* the kernel completes it */
+  WAIT_UNTIL(g_accepted == 1);
+  CHECK_RC(asyncio_server_free(srv), 0);
+  asyncio_connection_options_t co = {
+      .sock = fd, .use_sock = true, .ssl = c->cctx, .server_hostname = "localhost"};
+  asyncio_stream_options_t o = {.connection = &co};
+  reader_t *r;
+  writer_t *w;
+  int rc = asyncio_open_connection(NULL, 0, &o, &r, &w);
+  if (rc == 0) {
+    /* TLS 1.3: the client may finish before the server has read its Finished. */
+    char b[8];
+    CHECK(asyncio_stream_read(r, b, sizeof b) <= 0);
+    pair_close(r, w, -1);
+  }
+  CHECK(c->handlers == 0);
+  return 0;
+}
+
+TEST(server_freed_during_handshake) { run_tls(freed_mid_handshake_main); }
+
 /* ---- close() right after a large write: every byte still arrives -------------------------- */
 
 #define BURST ((size_t)4 * 1024 * 1024)

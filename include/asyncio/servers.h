@@ -189,6 +189,8 @@ asyncio_loop_t *asyncio_server_get_loop(const asyncio_server_t *server);
 
 /*
  * Closes the server if needed and frees it; its clients live on, detached.
+ * A connection still in its TLS handshake (ssl=) is aborted: it would call
+ * the factory after the free, and never does.
  * Returns 0, -EINVAL, ASYNCIO_EWRONGTHREAD, or -EBUSY (nothing freed)
  * while a task waits in serve_forever or wait_closed.  Works after the loop
  * was closed.
