@@ -299,6 +299,7 @@ static void server_destroy(asyncio__res_t *r) {
   s->nwaiters = s->capwaiters = 0;
   s->closed = s->woken = s->orphan = 1;
   s->serving = 0;
+  if (s->forever) asyncio__future_unref(s->forever);
   s->forever = NULL;
   s->busy = 0;
   if (s->unowned) {
@@ -384,14 +385,19 @@ ASYNCIO_API int asyncio_server_wait_closed(asyncio_server_t *s) {
   asyncio_future_t *f;
   rc = asyncio_future_new(&f, s->loop);
   if (rc) return rc;
-  s->waiters[s->nwaiters++] = asyncio_future_ref(f);
+  /*
+   * Our reference goes to the list (wakeup or server_destroy drops it) and
+   * asyncio_await holds its own while we wait, so a task destroyed by loop
+   * close leaves no future behind.
+   */
+  s->waiters[s->nwaiters++] = f;
   s->busy++;
   rc = asyncio_await(f, NULL);
   if (!s->orphan) {
     s->busy--;
     /* Cancelled (a timeout, say): drop its entry, or a server polled with
      * timeouts would keep one future per poll until it closed (Python's
-     * list does keep them). */
+     * list does keep them).  Once woken the list is empty. */
     for (size_t i = 0; i < s->nwaiters; i++) {
       if (s->waiters[i] != f) continue;
       memmove(&s->waiters[i], &s->waiters[i + 1], (s->nwaiters - i - 1) * sizeof *s->waiters);
@@ -400,7 +406,6 @@ ASYNCIO_API int asyncio_server_wait_closed(asyncio_server_t *s) {
       break;
     }
   }
-  asyncio__future_unref(f);
   return rc;
 }
 
@@ -413,13 +418,13 @@ ASYNCIO_API int asyncio_server_serve_forever(asyncio_server_t *s) {
   asyncio_future_t *f;
   rc = asyncio_future_new(&f, s->loop);
   if (rc) return rc;
-  s->forever = f;
+  s->forever = f; /* our reference, which server_destroy drops if the loop closes meanwhile */
   s->busy++;
   rc = asyncio_await(f, NULL);
-  asyncio__future_unref(f);
   if (s->orphan) return rc < 0 ? rc : -ECANCELED;
   s->busy--;
   s->forever = NULL;
+  asyncio__future_unref(f);
   asyncio_server_close(s);
   int wrc = asyncio_server_wait_closed(s);
   if (rc < 0) return rc; /* cancelled: Python closes, waits, re-raises */

@@ -377,6 +377,51 @@ TEST(serve_forever_ended_by_close) {
   ASSERT_SOFT();
 }
 
+static void count_destroyed(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud);
+
+static int pending_waits_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, NULL, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  return 0;
+}
+
+static int wait_closed_task(void *arg) {
+  sctx_t *c = arg;
+  return asyncio_server_wait_closed(c->srv);
+}
+
+/*
+ * The loop closed while tasks wait in serve_forever and wait_closed: the
+ * tasks are destroyed, and the futures they waited on must go with them.
+ */
+TEST(loop_close_during_serve_forever_and_wait_closed) {
+  sctx_t c = {0};
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  int reports = 0;
+  assert_ok(asyncio_loop_set_exception_handler(loop, count_destroyed, &reports));
+  asyncio_task_t *m = NULL, *f = NULL, *w = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &m, pending_waits_main, &c, NULL));
+  assert_ok(asyncio_loop_run_until_complete(loop, m, NULL));
+  ASSERT_SOFT();
+  assert_non_null(c.srv);
+  assert_ok(asyncio_loop_create_task(loop, &f, forever_task, &c, NULL));
+  assert_ok(asyncio_loop_create_task(loop, &w, wait_closed_task, &c, NULL));
+  assert_ok(asyncio_loop_stop(loop));
+  assert_ok(asyncio_loop_run_forever(loop));
+  assert_false(asyncio_future_done(f));
+  assert_false(asyncio_future_done(w));
+  assert_ok(asyncio_loop_close(loop));
+  assert_int_equal(reports, 2);
+  assert_ok(asyncio_server_free(c.srv));
+  asyncio_task_free(m);
+  asyncio_task_free(f);
+  asyncio_task_free(w);
+}
+
 /* ---- wait_closed, close_clients, abort_clients ------------------------------------------- */
 
 static int waiter_task(void *arg) {
