@@ -158,13 +158,14 @@ static void accept_ready(int fd, void *arg) {
       if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED) break;
       if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
         /* Out of descriptors or memory: back off instead of spinning. */
-        report(s->loop, "socket.accept() out of system resource", -e);
         listener_off(l);
         if (asyncio_loop_call_later(s->loop, s->retry_delay, accept_retry, l, &l->retry) < 0) {
           /* No memory even for the timer: keep accepting rather than stop for good. */
           l->retry = ASYNCIO_HANDLE_NONE;
           (void)listener_on(l);
         }
+        /* Last: a handler that closes the server then cancels the timer. */
+        report(s->loop, "socket.accept() out of system resource", -e);
         break;
       }
       report(s->loop, "socket accept failed", -e);

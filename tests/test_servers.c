@@ -945,6 +945,63 @@ TEST(server_keep_alive_and_nodelay) {
   ASSERT_SOFT();
 }
 
+/*
+ * An exception handler that closes the server when accept() runs out of
+ * descriptors: the back-off timer must not outlive the server, which the
+ * caller then frees.
+ */
+
+static int g_emfiles;
+
+static int emfile_accept4(int fd, struct sockaddr *a, socklen_t *l, int fl) {
+  if (g_emfiles > 0) {
+    g_emfiles--;
+    errno = EMFILE;
+    return -1;
+  }
+  return accept4(fd, a, l, fl);
+}
+
+static void closing_handler(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  sctx_t *c = ud;
+  c->rc2++;
+  CHECK(ctx->error == -EMFILE);
+  CHECK_RC(asyncio_server_close(c->srv), 0);
+}
+
+static int emfile_close_main(void *arg) {
+  sctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_server_options_t o = {.accept_retry_delay = 0.05};
+  CHECK_RC(asyncio_loop_create_server(loop, pool_factory, &c->pool, "127.0.0.1", 0, &o, &c->srv),
+           0);
+  if (!c->srv) return -1;
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, closing_handler, c), 0);
+  g_emfiles = 1;
+  asyncio__sys.accept4 = emfile_accept4;
+  struct sockaddr_in sin = {0};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)server_port(c->srv, 0));
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
+  WAIT_UNTIL(c->rc2 == 1);
+  CHECK(!asyncio_server_is_serving(c->srv));
+  CHECK_RC(asyncio_server_free(c->srv), 0);
+  c->srv = NULL;
+  CHECK_RC(asyncio_sleep(0.1), 0); /* past the retry delay */
+  CHECK(c->pool.n == 0);
+  close(fd);
+  CHECK_RC(asyncio_loop_set_exception_handler(loop, NULL, NULL), 0);
+  return 0;
+}
+
+TEST(emfile_handler_closes_server) {
+  sctx_t c = {0};
+  assert_ok(run_main(emfile_close_main, &c));
+  ASSERT_SOFT();
+}
+
 /* accept() failing with ECONNABORTED (the peer gave up) is skipped; the next accept works. */
 
 static int g_aborts;
