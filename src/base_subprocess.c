@@ -438,8 +438,13 @@ static int create(asyncio_loop_t *loop, asyncio_protocol_factory_fn factory, voi
   h->fn = sub_start;
   h->arg = sp;
   asyncio__ready_push(loop, h);
-  rc = asyncio_await(waiter, NULL);
+  /*
+   * The transport's reference keeps the waiter until connection_made and
+   * asyncio_await holds its own, so ours goes now: a task destroyed by loop
+   * close while it waits must leave no future behind.
+   */
   asyncio__future_unref(waiter);
+  rc = asyncio_await(waiter, NULL);
   if (rc == -ECANCELED && !t->dead) asyncio__subprocess_close(t); /* transp.close(); raise */
   if (--t->holds == 0 && t->dead) {
     sub_free(sp);

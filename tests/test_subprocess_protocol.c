@@ -704,6 +704,41 @@ TEST(loop_close_with_running_child) {
   assert_int_equal(kept_rec.exited, 0);
 }
 
+/*
+ * The loop closed while subprocess_exec waits for connection_made (no
+ * pipes, so that is its first suspension): its task is destroyed there, and
+ * the waiter future, the record and the child must all go with the loop.
+ */
+static int exec_then_stop(void *arg) {
+  asyncio_loop_t *loop = arg;
+  char *argv[] = {"sleep", "100", NULL};
+  asyncio_subprocess_options_t o = {.stdin_mode = ASYNCIO_SUBPROCESS_DEVNULL,
+                                    .stdout_mode = ASYNCIO_SUBPROCESS_DEVNULL,
+                                    .stderr_mode = ASYNCIO_SUBPROCESS_DEVNULL};
+  asyncio_transport_t *t = NULL;
+  asyncio_loop_stop(loop); /* run_forever returns at the end of this iteration */
+  (void)asyncio_loop_subprocess_exec(loop, rec_factory, &kept_rec, "sleep", argv, &o, &t, NULL);
+  CHECK(!"subprocess_exec returned: the loop should have closed under it");
+  return 0;
+}
+
+TEST(loop_close_while_waiting_for_connection_made) {
+  (void)state;
+  memset(&kept_rec, 0, sizeof kept_rec);
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  asyncio_task_t *t = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &t, exec_then_stop, loop, NULL));
+  assert_ok(asyncio_loop_run_forever(loop));
+  assert_false(asyncio_future_done(t));
+  assert_ok(asyncio_task_free(t));
+  assert_ok(asyncio_loop_close(loop));
+  ASSERT_SOFT();
+  assert_int_equal(kept_rec.factory_calls, 1);
+  assert_int_equal(kept_rec.made, 0);
+  assert_true(no_children()); /* killed and reaped by the close */
+}
+
 /* ---- the waitpid polling fallback ----------------------------------------------------------- */
 
 TEST(polling_fallback) {
