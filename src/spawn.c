@@ -238,6 +238,13 @@ static void child_report(const spawn_t *s, int err) {
 }
 
 __attribute__((noreturn)) static void child_exec(spawn_t *s) {
+  /* With 0-2 closed in the parent the error pipe may be one of them: the
+   * dup2s below would close it, and an exec failure would look like success. */
+  if (s->errw < 3) {
+    int e = fcntl(s->errw, F_DUPFD_CLOEXEC, 3);
+    if (e < 0) child_report(s, errno);
+    s->errw = e;
+  }
   for (int sig = 1; sig < NSIG; sig++) {
     struct sigaction sa;
     if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0) continue;

@@ -439,6 +439,45 @@ TEST(nonexistent_program_and_arguments) {
   assert_true(p == NULL);
 }
 
+/*
+ * A program started with 0, 1 and 2 closed (a daemon): /dev/null and the
+ * exec error pipe then take them, and the child's dup2 onto 0-2 must not
+ * close the error pipe before exec, or a missing program looks started.
+ */
+static int low_fds_main(void *arg) {
+  (void)arg;
+  char *argv[] = {"no-such-program-asyncio-c", NULL};
+  asyncio_subprocess_options_t o = {.stdin_mode = ASYNCIO_SUBPROCESS_DEVNULL,
+                                    .stdout_mode = ASYNCIO_SUBPROCESS_DEVNULL,
+                                    .stderr_mode = ASYNCIO_SUBPROCESS_DEVNULL};
+  int saved[3];
+  for (int i = 0; i < 3; i++) saved[i] = fcntl(i, F_DUPFD_CLOEXEC, 3);
+  for (int i = 0; i < 3; i++) close(i);
+  asyncio_process_t *p = NULL;
+  int rc = asyncio_create_subprocess_exec(&p, "no-such-program-asyncio-c", argv, &o);
+  int code = 0;
+  if (p) {
+    /* Before 0-2 come back: the process holds descriptors that may be among them. */
+    CHECK_RC(asyncio_process_wait(p, &code), 0);
+    CHECK_RC(asyncio_process_free(p), 0);
+  }
+  for (int i = 0; i < 3; i++) {
+    dup2(saved[i], i);
+    close(saved[i]);
+  }
+  CHECK(saved[0] >= 3 && saved[1] >= 3 && saved[2] >= 3);
+  CHECK_RC(rc, -ENOENT);
+  CHECK(p == NULL);
+  CHECK(no_children());
+  return 0;
+}
+
+TEST(exec_error_with_standard_descriptors_closed) {
+  (void)state;
+  assert_ok(run_main(low_fds_main, NULL));
+  ASSERT_SOFT();
+}
+
 static int shell_main(void *arg) {
   (void)arg;
   asyncio_subprocess_options_t o = {.stdout_mode = ASYNCIO_SUBPROCESS_PIPE};
