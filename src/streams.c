@@ -110,6 +110,9 @@ typedef struct stream {
   socklen_t peerlen, socklen;
   void (*on_lost)(void *arg, int error); /* subprocess.c's pipe hook, or NULL */
   void *lost_arg;
+  /* read_all's buffer while it waits: a task destroyed by loop close leaves it here. */
+  char *rall;
+  size_t rall_cap;
   /*
    * Made by an opening call that has not handed the handles out yet (it
    * may be suspended): if the loop closes then, its task is gone and
@@ -169,6 +172,8 @@ static void stream_destroy(asyncio__res_t *r) {
     s->partial_len = 0;
   }
   buffers_free(s);
+  if (s->rall) asyncio__free(s->rall, s->rall_cap);
+  s->rall = NULL;
   s->loop = NULL;
   maybe_free(s);
 }
@@ -851,7 +856,10 @@ ASYNCIO_API int asyncio_stream_read_all(asyncio_stream_reader_t *reader, char **
       out = np;
     }
     size_t room = ocap - olen - 1, got;
+    s->rall = out;
+    s->rall_cap = ocap;
     rc = reader_wait(s, 1, out + olen, room, room, &got);
+    s->rall = NULL;
     olen += got;
     if (rc < 0) break;
   }

@@ -48,6 +48,7 @@ struct asyncio_process {
   uint8_t user;     /* the caller holds the handle */
   uint8_t orphan;   /* the loop was closed */
   uint8_t creating; /* create() still runs: it holds the record, not the caller */
+  asyncio_task_t *helper; /* communicate's stderr reader while it runs: loop close frees it */
   int unconnected[3]; /* while creating: our pipe ends not yet given to a transport, or -1 */
 };
 
@@ -76,6 +77,9 @@ static void proc_destroy(asyncio__res_t *r) {
   asyncio__res_unlink(p->loop, r);
   asyncio__spawn_kill_reap(&p->child);
   p->exitq = (asyncio__waitq_t){0}; /* the waiting tasks were destroyed */
+  /* communicate's task, destroyed with its frame, held the helper's handle. */
+  if (p->helper) asyncio_task_free(p->helper);
+  p->helper = NULL;
   p->busy = 0;
   p->npipes = 0;
   p->finished = 1;
@@ -324,6 +328,7 @@ ASYNCIO_API int asyncio_process_communicate(asyncio_process_t *process, const vo
   reading_t ro = {p->out, NULL, 0, 0}, re = {p->err, NULL, 0, 0};
   asyncio_task_t *helper = NULL;
   if (!rc && ro.r && re.r) rc = asyncio_create_task(&helper, read_main, &re, NULL);
+  if (helper && !p->helper) p->helper = helper;
   if (!rc) {
     reading_t *mine = ro.r ? &ro : re.r ? &re : NULL;
     if (mine) {
@@ -338,6 +343,7 @@ ASYNCIO_API int asyncio_process_communicate(asyncio_process_t *process, const vo
       if (wrc == -ECANCELED && !rc) rc = -ECANCELED;
     }
     if (!rc) rc = re.rc;
+    if (p->helper == helper) p->helper = NULL;
     asyncio_task_free(helper);
   }
   if (!rc) rc = asyncio_process_wait(p, NULL);

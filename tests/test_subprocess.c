@@ -759,6 +759,44 @@ TEST(loop_close_while_connecting_pipes) {
   assert_true(no_children()); /* killed and reaped by the close */
 }
 
+/*
+ * The loop closed while communicate waits (stdout read in its task, stderr
+ * in a helper task): the helper, whose handle lived in the destroyed frame,
+ * and the buffers read_all was filling must go with the loop.
+ */
+static int communicate_then_stop(void *arg) {
+  asyncio_loop_t *loop = arg;
+  char *argv[] = {"sleep", "100", NULL};
+  asyncio_subprocess_options_t o = {.stdin_mode = ASYNCIO_SUBPROCESS_PIPE,
+                                    .stdout_mode = ASYNCIO_SUBPROCESS_PIPE,
+                                    .stderr_mode = ASYNCIO_SUBPROCESS_PIPE};
+  CHECK_RC(asyncio_create_subprocess_exec(&kept, "sleep", argv, &o), 0);
+  if (!kept) return -1;
+  asyncio_loop_stop(loop); /* run_forever returns at the end of this iteration */
+  char *out = NULL, *err = NULL;
+  size_t ol = 0, el = 0;
+  (void)asyncio_process_communicate(kept, "abc", 3, &out, &ol, &err, &el);
+  CHECK(!"communicate returned: the loop should have closed under it");
+  return 0;
+}
+
+TEST(loop_close_during_communicate) {
+  (void)state;
+  kept = NULL;
+  asyncio_loop_t *loop = NULL;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  asyncio_task_t *t = NULL;
+  assert_ok(asyncio_loop_create_task(loop, &t, communicate_then_stop, loop, NULL));
+  assert_ok(asyncio_loop_run_forever(loop));
+  assert_false(asyncio_future_done(t));
+  assert_ok(asyncio_task_free(t));
+  assert_ok(asyncio_loop_close(loop));
+  ASSERT_SOFT();
+  assert_true(kept != NULL);
+  if (kept) assert_ok(asyncio_process_free(kept));
+  assert_true(no_children()); /* killed and reaped by the close */
+}
+
 static int detach_main(void *arg) {
   (void)arg;
   /* Exits once its stdin closes, which freeing the handle does. */
