@@ -1704,3 +1704,60 @@ TEST(task_debug_mode_times_each_step_alone) {
   assert_null(strstr(text, "took"));
   assert_ok(asyncio_loop_close(loop));
 }
+
+/* ---- stacks of tasks destroyed while suspended ---------------------------------------- */
+
+/* Suspends nine frames deep, each with a live local array (which AddressSanitizer
+ * surrounds with poisoned redzones until the frame returns, which it never does). */
+static int deep_wait(int depth) {
+  volatile char pad[512];
+  memset((char *)pad, depth, sizeof pad);
+  if (depth > 0) return deep_wait(depth - 1) + pad[3] - depth;
+  return asyncio_sleep(3600) + pad[3];
+}
+
+static int deep_sleeper(void *arg) {
+  (void)arg;
+  return deep_wait(8);
+}
+
+/* Writes over the top 64 KiB of its stack, where the destroyed tasks' frames were. */
+static int stack_toucher(void *arg) {
+  (void)arg;
+  char big[64 * 1024];
+  memset(big, 1, sizeof big);
+  return big[100] + big[sizeof big - 1] - 2;
+}
+
+static void quiet_handler(asyncio_loop_t *loop, const asyncio_error_context_t *ctx, void *ud) {
+  (void)loop, (void)ctx, (void)ud; /* "Task was destroyed but it is pending!", expected */
+}
+
+/*
+ * Loop close destroys suspended tasks without unwinding them.  The stacks
+ * they leave, reused by the same loop's pool or mapped again at the same
+ * address by the next loop, must work as fresh ones: under AddressSanitizer
+ * the frames' redzones would otherwise still be poisoned, and the next
+ * task to use that memory would be reported.
+ */
+TEST(task_stacks_of_destroyed_tasks_are_clean) {
+  reset();
+  for (int round = 0; round < 4; round++) {
+    asyncio_loop_t *loop;
+    assert_ok(asyncio_loop_new(&loop, NULL));
+    assert_ok(asyncio_loop_set_exception_handler(loop, quiet_handler, NULL));
+    /* The stacks the last round's loop left, mapped again. */
+    for (int i = 0; round > 0 && i < 8; i++)
+      assert_int_equal(run_task(loop, stack_toucher, NULL, NULL), 0);
+    if (round == 3) {
+      assert_ok(asyncio_loop_close(loop));
+      break;
+    }
+    asyncio_task_t *ts[8];
+    for (int i = 0; i < 8; i++)
+      assert_ok(asyncio_loop_create_task(loop, &ts[i], deep_sleeper, NULL, NULL));
+    run_once(loop);
+    for (int i = 0; i < 8; i++) assert_ok(asyncio_task_free(ts[i]));
+    assert_ok(asyncio_loop_close(loop)); /* destroys the eight, suspended */
+  }
+}
