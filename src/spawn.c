@@ -185,7 +185,7 @@ static char *join(const char *dir, size_t dlen, const char *file) {
   return p;
 }
 
-/* os.get_exec_path(env) + the candidates execvp would try. */
+/* os.get_exec_path(env), and the candidates _posixsubprocess tries in order. */
 static int build_paths(spawn_t *s, const char *file, char *const *env) {
   if (!*file) return -ENOENT;
   if (strchr(file, '/')) {
@@ -271,20 +271,18 @@ __attribute__((noreturn)) static void child_exec(spawn_t *s) {
   syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC); /* best effort: close_fds */
   if (s->cwd && chdir(s->cwd) < 0) child_report(s, errno);
   sigprocmask(SIG_SETMASK, &s->mask, NULL);
-  int err = ENOENT;
-  bool eacces = false;
+  /*
+   * _posixsubprocess's search: every candidate is tried, and when none runs
+   * the first error that is not "no such file" is reported (a later
+   * candidate that runs wins over one that exists but cannot: execvp would
+   * stop at the first, say an ENOEXEC file).
+   */
+  int err = 0;
   for (size_t i = 0; i < s->npaths; i++) {
     execve(s->paths[i], s->argv, s->envp);
-    err = errno;
-    if (err == EACCES) {
-      eacces = true;
-    } else if (err != ENOENT && err != ENOTDIR && err != ELOOP && err != ENAMETOOLONG &&
-               err != ENODEV && err != ETIMEDOUT && err != ESTALE) {
-      break; /* as execvp: a real error stops the search */
-    }
+    if (errno != ENOENT && errno != ENOTDIR && !err) err = errno;
   }
-  if (eacces && err != ENOEXEC && (err == ENOENT || err == ENOTDIR)) err = EACCES;
-  child_report(s, err);
+  child_report(s, err ? err : ENOENT);
   _exit(127);
 }
 

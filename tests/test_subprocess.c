@@ -439,6 +439,74 @@ TEST(nonexistent_program_and_arguments) {
   assert_true(p == NULL);
 }
 
+/* Writes `body` to dir/prog with `mode`. */
+static void put_prog(const char *dir, const char *body, mode_t mode) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/prog", dir);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  CHECK(fd >= 0);
+  if (fd < 0) return;
+  CHECK(write(fd, body, strlen(body)) == (ssize_t)strlen(body));
+  close(fd);
+  CHECK(chmod(path, mode) == 0);
+}
+
+/* Runs "prog" with PATH=path: the exit code, or the creation error. */
+static int run_prog(const char *path) {
+  char env0[256];
+  snprintf(env0, sizeof env0, "PATH=%s", path);
+  char *env[] = {env0, NULL};
+  char *argv[] = {"prog", NULL};
+  asyncio_subprocess_options_t o = {.env = env};
+  asyncio_process_t *p = NULL;
+  int rc = asyncio_create_subprocess_exec(&p, "prog", argv, &o);
+  if (rc < 0) return rc;
+  int code = -1;
+  CHECK_RC(asyncio_process_wait(p, &code), 0);
+  CHECK_RC(asyncio_process_free(p), 0);
+  return code;
+}
+
+/*
+ * The PATH search is _posixsubprocess's: every candidate is tried, and only
+ * when none runs is the first error other than "no such file" returned.
+ * execvp would stop at a candidate that exists but cannot run (ENOEXEC).
+ */
+static int path_search_main(void *arg) {
+  (void)arg;
+  char a[] = "/tmp/asyncio-path-a-XXXXXX", b[] = "/tmp/asyncio-path-b-XXXXXX";
+  char c[] = "/tmp/asyncio-path-c-XXXXXX";
+  CHECK(mkdtemp(a) && mkdtemp(b) && mkdtemp(c));
+  put_prog(a, "\x01\x02 not a program\n", 0755); /* ENOEXEC */
+  put_prog(b, "#!/bin/sh\nexit 7\n", 0755);
+  put_prog(c, "#!/bin/sh\nexit 8\n", 0644); /* EACCES */
+  char path[256];
+  snprintf(path, sizeof path, "/nonexistent-asyncio:%s:%s", a, b);
+  CHECK_RC(run_prog(path), 7);
+  snprintf(path, sizeof path, "%s:%s", c, b);
+  CHECK_RC(run_prog(path), 7);
+  snprintf(path, sizeof path, "%s:/nonexistent-asyncio:%s", a, c);
+  CHECK_RC(run_prog(path), -ENOEXEC); /* the first real error, not the last */
+  snprintf(path, sizeof path, "/nonexistent-asyncio:%s", c);
+  CHECK_RC(run_prog(path), -EACCES);
+  CHECK_RC(run_prog("/nonexistent-asyncio"), -ENOENT);
+  char f[160];
+  const char *dirs[] = {a, b, c};
+  for (int i = 0; i < 3; i++) {
+    snprintf(f, sizeof f, "%s/prog", dirs[i]);
+    unlink(f);
+    rmdir(dirs[i]);
+  }
+  CHECK(no_children());
+  return 0;
+}
+
+TEST(path_search_tries_every_candidate) {
+  (void)state;
+  assert_ok(run_main(path_search_main, NULL));
+  ASSERT_SOFT();
+}
+
 /*
  * A program started with 0, 1 and 2 closed (a daemon): /dev/null and the
  * exec error pipe then take them, and the child's dup2 onto 0-2 must not
