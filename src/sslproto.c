@@ -916,7 +916,17 @@ void asyncio__tls_server_gone(asyncio_transport_t *under) {
 int asyncio__tls_close(asyncio_transport_t *app) {
   if (app->closing) return 0;
   app->closing = 1;
-  start_shutdown(app->tls);
+  asyncio__tls_t *tls = app->tls;
+  /*
+   * EOF arrived while the app paused reading: under_eof_received left the
+   * shutdown to resume_reading, and start_shutdown ignores FLUSHING, so
+   * without this the connection would never end (CPython hangs the same way).
+   */
+  if (tls->state == S_FLUSHING && tls->eof_received && app->paused) {
+    do_flush(tls);
+    return 0;
+  }
+  start_shutdown(tls);
   return 0;
 }
 

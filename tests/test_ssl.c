@@ -1147,6 +1147,38 @@ static int tcp_eof_main(void *arg) {
 TEST(tcp_eof_without_close_notify) { run_tls(tcp_eof_main); }
 
 /*
+ * The peer's TCP EOF while the app has paused reading (a stream over its
+ * limit), then close() instead of resume_reading: the connection ends
+ * with connection_lost(0) and the data is never delivered.
+ */
+static int paused_eof_close_main(void *arg) {
+  tctx_t *c = arg;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(tls_connect(c->cctx, "localhost", &c->cli, port, &t), 0);
+  if (!t) return -1;
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made == 1);
+  peer_t *sp = &c->pool.peers[0];
+  CHECK_RC(asyncio_transport_pause_reading(t), 0);
+  CHECK_RC(asyncio_transport_write(sp->t, "tail", 4), 0);
+  int fd = asyncio_transport_get_fd(sp->t);
+  CHECK(fd >= 0);
+  if (fd >= 0) CHECK(shutdown(fd, SHUT_WR) == 0);
+  /* Loopback: the FIN is queued already; these iterations read it. */
+  for (int k = 0; k < 5; k++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(c->cli.lost == 0 && c->cli.nrecv == 0);
+  CHECK_RC(asyncio_transport_close(t), 0);
+  WAIT_UNTIL(c->cli.lost == 1);
+  CHECK(c->cli.lost_err == 0 && c->cli.nrecv == 0);
+  WAIT_UNTIL(sp->lost == 1);
+  server_done(srv);
+  return 0;
+}
+TEST(paused_eof_then_close) { run_tls(paused_eof_close_main); }
+
+/*
  * close() from data_received while more plaintext waits (the read nests:
  * the flush delivers the rest, from inside close(), as Python's
  * _do_flush does), and close() from connection_made.
