@@ -681,6 +681,15 @@ static void start_shutdown(asyncio__tls_t *tls) {
 static void do_flush(asyncio__tls_t *tls) {
   do_read(tls);
   if (tls->state != S_FLUSHING) return;
+  /*
+   * The peer's EOF (the app is not closing), and the app paused again before
+   * it had everything: plaintext is delivered a buffer at a time, where
+   * Python's _do_read hands all of it to one data_received.  Going on would
+   * drop the rest; resume_reading finishes it, as for an EOF while paused.
+   */
+  if (tls->app->paused && !tls->app->closing &&
+      (SSL_has_pending(tls->ssl) || BIO_ctrl_pending(tls->in) > 0))
+    return;
   flush_backlog(tls);
   tls->state = S_SHUTDOWN;
   do_shutdown(tls);
@@ -785,7 +794,7 @@ static bool under_eof_received(asyncio_transport_t *u, void *arg) {
     tls->state = S_FLUSHING;
     if (tls->app->paused) return true; /* resume_reading finishes it */
     do_flush(tls);
-    break;
+    return tls->state == S_FLUSHING; /* paused again, data left: the socket stays */
   case S_FLUSHING:
     flush_backlog(tls);
     tls->state = S_SHUTDOWN;

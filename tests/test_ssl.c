@@ -1179,6 +1179,50 @@ static int paused_eof_close_main(void *arg) {
 TEST(paused_eof_then_close) { run_tls(paused_eof_close_main); }
 
 /*
+ * The peer's TCP EOF while the app has paused reading with plaintext still
+ * waiting, then a protocol that pauses again from each data_received (a
+ * stream over its limit): every byte is delivered, one delivery per
+ * resume, before eof_received and connection_lost(0).  (Python hands all
+ * of it over in one data_received, so a pause there loses nothing.)
+ */
+static bulk_t g_pe;
+
+static int paused_eof_drain_main(void *arg) {
+  tctx_t *c = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  pattern_init();
+  const size_t total = 150000; /* several deliveries, below the read high-water mark */
+  memset(&g_pe, 0, sizeof g_pe);
+  g_pe.pause_on_data = true;
+  int port = 0;
+  asyncio_server_t *srv = tls_server(c, NULL, &port);
+  if (!srv) return -1;
+  asyncio_connection_options_t co = {.ssl = c->cctx, .server_hostname = "localhost"};
+  asyncio_transport_t *t = NULL;
+  CHECK_RC(asyncio_loop_create_connection(loop, bulk_factory, &g_pe, "127.0.0.1", port, &co, &t,
+                                          NULL),
+           0);
+  if (!t) return -1;
+  WAIT_UNTIL(c->pool.n == 1 && c->pool.peers[0].made == 1);
+  peer_t *sp = &c->pool.peers[0];
+  CHECK_RC(asyncio_transport_write(sp->t, pattern, total), 0);
+  /* The server's socket sends what it holds, then its FIN (no close_notify). */
+  CHECK_RC(asyncio_server_close_clients(srv), 0);
+  WAIT_UNTIL(sp->lost == 1);
+  for (int k = 0; k < 5; k++) CHECK_RC(asyncio_sleep(0.001), 0);
+  CHECK(g_pe.ndata == 1 && g_pe.nrecv < total && g_pe.lost == 0);
+  for (int i = 0; i < 20000 && !g_pe.lost; i++) {
+    if (!asyncio_transport_is_reading(t)) CHECK_RC(asyncio_transport_resume_reading(t), 0);
+    CHECK_RC(asyncio_sleep(0.001), 0);
+  }
+  CHECK(g_pe.lost == 1 && g_pe.lost_err == 0 && g_pe.eofs == 1);
+  CHECK(g_pe.nrecv == total && g_pe.sum == fnv(FNV_INIT, pattern, total));
+  server_done(srv);
+  return 0;
+}
+TEST(paused_eof_delivers_everything) { run_tls(paused_eof_drain_main); }
+
+/*
  * close() from data_received while more plaintext waits (the read nests:
  * the flush delivers the rest, from inside close(), as Python's
  * _do_flush does), and close() from connection_made.
