@@ -97,6 +97,7 @@ typedef struct asyncio__tls {
   char *obuf;             /* TLS in TLS: this layer's own out buffer; NULL = the loop's */
   uint8_t flushing;       /* flush_out runs */
   uint8_t resume_queued;  /* cb_resume_writing is scheduled */
+  uint8_t read_more;      /* a BufferedProtocol's buffer was filled: cb_resume reads on */
 } asyncio__tls_t;
 
 /* Per-loop buffers, made on first use (loop->net exists by then). */
@@ -529,7 +530,10 @@ static void do_read_buffered(asyncio__tls_t *tls) {
   size_t off = 0;
   int r = -1;
   while (off < len && (r = ssl_read_step(tls, buf + off, len - off)) > 0) off += (size_t)r;
-  if (off == len) tls_soon(tls, cb_resume); /* full: there may be more */
+  if (off == len) { /* full: there may be more */
+    tls->read_more = 1;
+    tls_soon(tls, cb_resume);
+  }
   if (off && tls->app_state == A_CON_MADE) a->proto->buffer_updated(a, off, a->inst);
   if (r == 0) {
     call_eof_received(tls);
@@ -682,13 +686,15 @@ static void do_flush(asyncio__tls_t *tls) {
   do_read(tls);
   if (tls->state != S_FLUSHING) return;
   /*
-   * The peer's EOF (the app is not closing), and the app paused again before
-   * it had everything: plaintext is delivered a buffer at a time, where
-   * Python's _do_read hands all of it to one data_received.  Going on would
-   * drop the rest; resume_reading finishes it, as for an EOF while paused.
+   * The peer's EOF (the app is not closing) with plaintext left: it is
+   * delivered a buffer at a time, where Python's _do_read hands all of it to
+   * one data_received, so the app may have paused again, or a
+   * BufferedProtocol's buffer may be full (Python loses the rest there).
+   * Going on would drop it; resume_reading or the queued read finishes it.
    */
-  if (tls->app->paused && !tls->app->closing &&
-      (SSL_has_pending(tls->ssl) || BIO_ctrl_pending(tls->in) > 0))
+  if (!tls->app->closing &&
+      (tls->read_more ||
+       (tls->app->paused && (SSL_has_pending(tls->ssl) || BIO_ctrl_pending(tls->in) > 0))))
     return;
   flush_backlog(tls);
   tls->state = S_SHUTDOWN;
@@ -737,6 +743,7 @@ static void cb_close_under(void *arg) {
 /* SSLProtocol._resume_reading's resume(), and a full BufferedProtocol buffer. */
 static void cb_resume(void *arg) {
   asyncio__tls_t *tls = arg;
+  tls->read_more = 0;
   if (tls->under) {
     if (tls->state == S_WRAPPED)
       do_read(tls);
@@ -794,7 +801,7 @@ static bool under_eof_received(asyncio_transport_t *u, void *arg) {
     tls->state = S_FLUSHING;
     if (tls->app->paused) return true; /* resume_reading finishes it */
     do_flush(tls);
-    return tls->state == S_FLUSHING; /* paused again, data left: the socket stays */
+    return tls->state == S_FLUSHING; /* data left to deliver: the socket stays open */
   case S_FLUSHING:
     flush_backlog(tls);
     tls->state = S_SHUTDOWN;
