@@ -530,11 +530,13 @@ static void do_read_buffered(asyncio__tls_t *tls) {
   size_t off = 0;
   int r = -1;
   while (off < len && (r = ssl_read_step(tls, buf + off, len - off)) > 0) off += (size_t)r;
-  if (off == len) { /* full: there may be more */
+  if (off && tls->app_state == A_CON_MADE) a->proto->buffer_updated(a, off, a->inst);
+  if (off == len) {
+    /* Full: there may be more.  Queued after buffer_updated, since without
+     * memory for the handle tls_soon reads on at once, into the same buffer. */
     tls->read_more = 1;
     tls_soon(tls, cb_resume);
   }
-  if (off && tls->app_state == A_CON_MADE) a->proto->buffer_updated(a, off, a->inst);
   if (r == 0) {
     call_eof_received(tls);
     start_shutdown(tls);
