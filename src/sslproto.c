@@ -1265,6 +1265,9 @@ int asyncio__tls_start(asyncio_loop_t *loop, asyncio_transport_t *t, struct ssl_
   int nested = t->kind == ASYNCIO__TK_TLS;
   if (!nested && t->kind != ASYNCIO__TK_SOCKET) return -EINVAL;
   if (nested && (!t->tls || t->tls->state != S_WRAPPED)) return -EINVAL;
+  /* The handshake could not be written: Python would wait for its timeout. */
+  if (t->eof) return -EINVAL;
+  if (t->sf) return -EBUSY;
   asyncio__tls_params_t p = {0};
   p.ctx = ctx;
   p.server_side = o && o->server_side;

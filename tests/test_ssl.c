@@ -1918,6 +1918,10 @@ static int args_main(void *arg) {
     asyncio_start_tls_options_t both = {.server_side = true, .server_hostname = "localhost"};
     CHECK_RC(asyncio_loop_start_tls(loop, t, c->sctx, &both, &out), -EINVAL);
     CHECK(p.lost == 0 && !asyncio_transport_is_closing(t)); /* refused: left alone */
+    /* After write_eof no handshake can be sent (Python waits for its timeout). */
+    CHECK_RC(asyncio_transport_write_eof(t), 0);
+    CHECK_RC(asyncio_loop_start_tls(loop, t, c->cctx, NULL, &out), -EINVAL);
+    CHECK(out == NULL);
     /* A closed transport. */
     CHECK_RC(asyncio_transport_close(t), 0);
     CHECK_RC(asyncio_loop_start_tls(loop, t, c->sctx, &so, &out), -EINVAL);

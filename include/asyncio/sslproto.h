@@ -133,12 +133,14 @@ typedef struct asyncio_start_tls_options {
  * new layer's records then travel as that connection's data, and closing
  * the new transport sends its close_notify first, then the outer one's.
  * Returns 0; -EINVAL (NULL loop, transport, ctx or out; another loop's,
- * a closing or a lost transport; a transport that is neither a stream
- * socket nor a TLS app transport past its handshake: Python's TypeError
+ * a closing or a lost transport; one after write_eof, where Python waits
+ * for the handshake timeout; a transport that is neither a stream socket
+ * nor a TLS app transport past its handshake: Python's TypeError
  * 'transport ... is not supported by start_tls()'; server_hostname with
  * server_side, which Python ignores: the sides are mixed up; a bad
- * timeout); ASYNCIO_ENOTASK; ASYNCIO_EWRONGTHREAD; ASYNCIO_ECLOSED;
- * -ECANCELED; -ENOMEM; the handshake errors above.
+ * timeout); -EBUSY (loop.sendfile runs on the transport);
+ * ASYNCIO_ENOTASK; ASYNCIO_EWRONGTHREAD; ASYNCIO_ECLOSED; -ECANCELED;
+ * -ENOMEM; the handshake errors above.
  */
 int asyncio_loop_start_tls(asyncio_loop_t *loop, asyncio_transport_t *transport,
                            struct ssl_ctx_st *ctx, const asyncio_start_tls_options_t *options,
