@@ -279,7 +279,24 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   if (loop->running) return ASYNCIO_ERUNNING;
   if (loop->closed) return 0;
   loop->closed = 1;
-  /* Thread work first: blocks until this loop's running jobs are done. */
+  /*
+   * A thread racing with close either got its callback in before this (it is
+   * dropped here) or finds ts_closed set; the wakeup fd is closed only after.
+   * Before the wait for running jobs: a job may block on a cfuture whose
+   * coroutine's start is queued here, and dropping it completes the cfuture.
+   */
+  pthread_mutex_lock(&loop->ts_lock);
+  loop->ts_closed = 1;
+  asyncio__ts_node_t *n = loop->ts_head;
+  loop->ts_head = loop->ts_tail = NULL;
+  pthread_mutex_unlock(&loop->ts_lock);
+  while (n) {
+    asyncio__ts_node_t *next = n->next;
+    if (n->drop) n->drop(n->arg);
+    asyncio__free(n, sizeof *n);
+    n = next;
+  }
+  /* Thread work next: blocks until this loop's running jobs are done. */
   asyncio__threads_loop_close(loop);
   /* Queued callbacks are dropped; done callbacks hold future references. */
   while (loop->ready_head) {
@@ -311,19 +328,6 @@ ASYNCIO_API int asyncio_loop_close(asyncio_loop_t *loop) {
   loop->heap_n = 0;
   asyncio__free(loop->heap, loop->heap_cap * sizeof *loop->heap);
   loop->heap = NULL;
-  /* A thread racing with close either got its callback in before this (it is
-   * dropped here) or finds ts_closed set; the wakeup fd is closed only after. */
-  pthread_mutex_lock(&loop->ts_lock);
-  loop->ts_closed = 1;
-  asyncio__ts_node_t *n = loop->ts_head;
-  loop->ts_head = loop->ts_tail = NULL;
-  pthread_mutex_unlock(&loop->ts_lock);
-  while (n) {
-    asyncio__ts_node_t *next = n->next;
-    if (n->drop) n->drop(n->arg);
-    asyncio__free(n, sizeof *n);
-    n = next;
-  }
   /* Transports and servers still open are closed silently, before their watches go. */
   if (loop->net) asyncio__selector_events_close(loop);
   for (int fd = 0; fd < loop->nwatches; fd++)

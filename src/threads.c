@@ -203,7 +203,7 @@ static void job_handback(job_t *j, int rc, void *value) {
   n->fn = deliver;
   n->arg = j;
   n->drop = NULL;
-  /* Cannot fail: close waits for inflight == 0 before refusing nodes. */
+  /* Fails once close began: the node stays the job's, and close frees both. */
   if (asyncio__loop_ts_push(j->loop, n) != 0) j->node = n;
   pthread_mutex_lock(&lt->lock);
   if (--lt->inflight == 0) pthread_cond_broadcast(&lt->idle);
@@ -869,25 +869,8 @@ void asyncio__threads_loop_close(asyncio_loop_t *loop) {
     pthread_mutex_unlock(&j->ex->lock);
     if (dropped) job_dropped(j); /* freed below */
   }
-  /* Running ones are waited for: a thread function cannot be interrupted. */
-  pthread_mutex_lock(&lt->lock);
-  while (lt->inflight > 0) pthread_cond_wait(&lt->idle, &lt->lock);
-  pthread_mutex_unlock(&lt->lock);
-  if (lt->joiner_running) {
-    pthread_join(lt->joiner, NULL);
-    lt->joiner_running = 0;
-  }
-  /* Outcomes handed back but never delivered are abandoned; their nodes sit
-   * in the threadsafe queue, which close frees next. */
-  while (lt->jobs) {
-    job_t *j = lt->jobs;
-    if (!j->delivered) {
-      j->delivered = 1;
-      atomic_fetch_sub(&loop->external_pending, 1);
-      if (j->abandon) j->abandon(j->arg, j->rc, j->value);
-    }
-    job_free(j);
-  }
+  /* Started cfutures complete before the wait below: a running job may be
+   * blocked on one. */
   while (lt->cfs) {
     asyncio_cfuture_t *cf = lt->cfs;
     cf_unregister(lt, cf);
@@ -902,6 +885,25 @@ void asyncio__threads_loop_close(asyncio_loop_t *loop) {
     asyncio_task_free(cf->task);
     cf->task = NULL;
     cf_unref(cf);
+  }
+  /* Running ones are waited for: a thread function cannot be interrupted. */
+  pthread_mutex_lock(&lt->lock);
+  while (lt->inflight > 0) pthread_cond_wait(&lt->idle, &lt->lock);
+  pthread_mutex_unlock(&lt->lock);
+  if (lt->joiner_running) {
+    pthread_join(lt->joiner, NULL);
+    lt->joiner_running = 0;
+  }
+  /* Outcomes handed back but never delivered are abandoned; close already
+   * freed the nodes that reached the threadsafe queue. */
+  while (lt->jobs) {
+    job_t *j = lt->jobs;
+    if (!j->delivered) {
+      j->delivered = 1;
+      atomic_fetch_sub(&loop->external_pending, 1);
+      if (j->abandon) j->abandon(j->arg, j->rc, j->value);
+    }
+    job_free(j);
   }
   if (lt->default_ex) {
     if (lt->default_owned)

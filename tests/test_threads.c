@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -542,6 +543,97 @@ TEST(loop_close_joins_running_job) {
   assert_ok(asyncio_task_free(t));
   pthread_join(th, NULL);
   sem_destroy(&release_sem);
+}
+
+static atomic_int cf_made;
+static int cf_wait_rc;
+
+/* A worker that waits for a coroutine it asked the loop to run. */
+static int waits_for_coroutine(void *arg, void **value) {
+  asyncio_loop_t *loop = arg;
+  (void)value;
+  asyncio_cfuture_t *cf;
+  int rc = asyncio_run_coroutine_threadsafe(loop, started_sleeper, NULL, &cf);
+  atomic_store(&cf_made, 1);
+  if (rc) return rc;
+  /* Bounded, so that the bug fails the test instead of hanging it. */
+  cf_wait_rc = asyncio_cfuture_result(cf, 20.0, NULL);
+  asyncio_cfuture_free(cf);
+  return 0;
+}
+
+static int submit_waiter_and_stop(void *arg) {
+  asyncio_future_t **out = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(asyncio_loop_run_in_executor(loop, NULL, waits_for_coroutine, loop, out), 0);
+  CHECK_RC(wait_flag(&cf_made), 0);
+  asyncio_loop_stop(loop);
+  return 0;
+}
+
+/*
+ * loop.close() while a running job waits on run_coroutine_threadsafe: the
+ * cfuture finishes with ASYNCIO_ECLOSED, so the job returns and close does
+ * not wait for it forever.
+ */
+TEST(loop_close_with_job_waiting_on_coroutine) {
+  asyncio_loop_t *loop;
+  asyncio_future_t *f = NULL;
+  asyncio_task_t *t;
+  atomic_store(&cf_made, 0);
+  cf_wait_rc = 1;
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  assert_ok(asyncio_loop_create_task(loop, &t, submit_waiter_and_stop, &f, NULL));
+  assert_ok(asyncio_loop_run_forever(loop));
+  ASSERT_SOFT();
+  assert_non_null(f);
+  assert_ok(asyncio_loop_close(loop));
+  assert_rc(cf_wait_rc, ASYNCIO_ECLOSED);
+  assert_ok(asyncio_future_free(f));
+  assert_ok(asyncio_task_free(t));
+}
+
+static sem_t push_sem;
+
+/* As waits_for_coroutine, but asks only once the loop has stopped. */
+static int waits_for_unstarted_coroutine(void *arg, void **value) {
+  atomic_store(&started, 1);
+  while (sem_wait(&push_sem) != 0) {
+  }
+  return waits_for_coroutine(arg, value);
+}
+
+static int submit_late_waiter_and_stop(void *arg) {
+  asyncio_future_t **out = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  CHECK_RC(
+      asyncio_loop_run_in_executor(loop, NULL, waits_for_unstarted_coroutine, loop, out), 0);
+  CHECK_RC(wait_flag(&started), 0);
+  asyncio_loop_stop(loop);
+  return 0;
+}
+
+/* The same with the coroutine's start still queued when close begins. */
+TEST(loop_close_with_job_waiting_on_unstarted_coroutine) {
+  asyncio_loop_t *loop;
+  asyncio_future_t *f = NULL;
+  asyncio_task_t *t;
+  atomic_store(&cf_made, 0);
+  atomic_store(&started, 0);
+  cf_wait_rc = 1;
+  sem_init(&push_sem, 0, 0);
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  assert_ok(asyncio_loop_create_task(loop, &t, submit_late_waiter_and_stop, &f, NULL));
+  assert_ok(asyncio_loop_run_forever(loop));
+  ASSERT_SOFT();
+  assert_non_null(f);
+  sem_post(&push_sem);
+  while (!atomic_load(&cf_made)) sched_yield();
+  assert_ok(asyncio_loop_close(loop));
+  assert_rc(cf_wait_rc, ASYNCIO_ECLOSED);
+  assert_ok(asyncio_future_free(f));
+  assert_ok(asyncio_task_free(t));
+  sem_destroy(&push_sem);
 }
 
 /* Argument checks. */
