@@ -389,6 +389,15 @@ void asyncio__task_destroy_pending(asyncio__task_t *t);
 void asyncio__task_free_fields(asyncio__task_t *t);
 int asyncio__task_cancel_all(asyncio_loop_t *loop);
 
+/* timeouts.c */
+/*
+ * async with timeouts.timeout(delay): return await fut, for the current task
+ * (delay <= 0: the deadline fires on the next iteration).  The scope lives on
+ * the caller's stack and holds no task reference, so a task that loop close
+ * destroys while it waits leaks nothing.
+ */
+int asyncio__await_timeout(asyncio_future_t *fut, double delay, void **value);
+
 /* asyncgen.c */
 /* Runner.close: run loop.shutdown_asyncgens() to completion (loop not running). */
 int asyncio__asyncgen_shutdown(asyncio_loop_t *loop);

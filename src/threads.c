@@ -613,18 +613,10 @@ ASYNCIO_API int asyncio_loop_shutdown_default_executor(asyncio_loop_t *loop, dou
   if (rc || !f) return rc;
   /* lt->waiters keeps f alive until the join ends or the loop closes, and the
    * task holds it while it waits: no reference on this stack, which a task
-   * destroyed by loop close would leak. */
+   * destroyed by loop close would leak.  The same goes for the timeout scope,
+   * hence not the public, allocated one. */
   asyncio__future_unref(f);
-  asyncio_timeout_t *scope = NULL;
-  if (timeout >= 0) { /* async with timeouts.timeout(timeout) */
-    rc = asyncio_timeout_enter(&scope, timeout);
-    if (rc) return rc;
-  }
-  rc = asyncio_await(f, NULL);
-  if (scope) {
-    rc = asyncio_timeout_exit(scope, rc);
-    asyncio_timeout_free(scope);
-  }
+  rc = timeout >= 0 ? asyncio__await_timeout(f, timeout, NULL) : asyncio_await(f, NULL);
   if (rc == -ETIMEDOUT) {
     /* Python warns (RuntimeWarning) and returns; the join goes on in the
      * background and asyncio_loop_close waits for what is left of it. */

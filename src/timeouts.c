@@ -239,9 +239,13 @@ ASYNCIO_API int asyncio_wait_for(asyncio_future_t *fut, double timeout, void **v
   if (timeout == ASYNCIO_NO_TIMEOUT || fut->state != FUT_PENDING)
     return asyncio_await(fut, value); /* never suspends on a done future */
   if (timeout <= 0) return cancel_and_wait(t->f.loop, fut, value);
-  /* async with timeouts.timeout(timeout): return await fut */
+  return asyncio__await_timeout(fut, timeout, value);
+}
+
+int asyncio__await_timeout(asyncio_future_t *fut, double delay, void **value) {
+  asyncio_loop_t *loop = asyncio__running_loop;
   asyncio_timeout_t s;
-  rc = scope_enter(&s, asyncio_loop_time(t->f.loop) + timeout, false);
+  int rc = scope_enter(&s, asyncio_loop_time(loop) + delay, false);
   if (rc) return rc;
   return scope_exit(&s, asyncio_await(fut, value));
 }

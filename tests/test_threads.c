@@ -308,6 +308,53 @@ TEST(shutdown_default_executor_timeout) {
   }
 }
 
+static atomic_int shutdown_entered;
+
+static int shutdown_with_timeout(void *arg) {
+  (void)arg;
+  atomic_store(&shutdown_entered, 1);
+  return asyncio_loop_shutdown_default_executor(asyncio_get_running_loop(), 3600.0);
+}
+
+static int shutdown_then_stop(void *arg) {
+  asyncio_task_t **shutter = arg;
+  asyncio_loop_t *loop = asyncio_get_running_loop();
+  asyncio_future_t *job;
+  CHECK_RC(asyncio_loop_run_in_executor(loop, NULL, blocking_job, NULL, &job), 0);
+  asyncio_future_free(job);
+  CHECK_RC(wait_flag(&started), 0);
+  CHECK_RC(asyncio_create_task(shutter, shutdown_with_timeout, NULL, NULL), 0);
+  CHECK_RC(wait_flag(&shutdown_entered), 0);
+  CHECK_RC(asyncio_sleep(0), 0); /* it is now suspended, waiting for the join */
+  asyncio_loop_stop(loop);
+  return 0;
+}
+
+/*
+ * A task waiting in shutdown_default_executor(timeout) that loop close
+ * destroys leaks nothing (the harness checks): not the timeout, not the task.
+ */
+TEST(shutdown_default_executor_timeout_pending_at_close) {
+  asyncio_loop_t *loop;
+  asyncio_task_t *t, *shutter = NULL;
+  sem_init(&release_sem, 0, 0);
+  atomic_store(&started, 0);
+  atomic_store(&finished, 0);
+  atomic_store(&shutdown_entered, 0);
+  assert_ok(asyncio_loop_new(&loop, NULL));
+  assert_ok(asyncio_loop_create_task(loop, &t, shutdown_then_stop, &shutter, NULL));
+  assert_ok(asyncio_loop_run_forever(loop));
+  ASSERT_SOFT();
+  assert_non_null(shutter);
+  assert_false(asyncio_future_done(shutter));
+  sem_post(&release_sem);
+  assert_ok(asyncio_loop_close(loop)); /* reports the destroyed task */
+  assert_true(atomic_load(&finished));
+  assert_ok(asyncio_task_free(shutter));
+  assert_ok(asyncio_task_free(t));
+  sem_destroy(&release_sem);
+}
+
 static int user_executor_main(void *arg) {
   asyncio_executor_t *ex = arg;
   asyncio_loop_t *loop = asyncio_get_running_loop();
