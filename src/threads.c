@@ -589,13 +589,22 @@ int asyncio__threads_shutdown_default(asyncio_loop_t *loop, asyncio_future_t **o
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int prc = pthread_create(&lt->joiner, NULL, joiner_main, loop);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (prc == 0) {
-      lt->joiner_running = 1;
-    } else {
-      /* No thread for the join: do it here (the queued jobs still run on the
-       * workers, so this only blocks until they are done). */
-      joiner_main(loop);
+    if (prc != 0) {
+      /*
+       * No thread for the join.  Joining here would block the loop, and a
+       * job that waits on the loop (run_coroutine_threadsafe) would then
+       * never end: the executor stays the default, and the caller hears it.
+       */
+      lt->default_ex = lt->shutting;
+      lt->default_owned = 1;
+      lt->shutting = NULL;
+      lt->shutdown_node = NULL;
+      asyncio__free(n, sizeof *n);
+      atomic_fetch_sub(&loop->external_pending, 1);
+      asyncio__future_unref(f);
+      return -EAGAIN;
     }
+    lt->joiner_running = 1;
   }
   lt->waiters[lt->nwaiters++] = f;
   *out = asyncio_future_ref(f);

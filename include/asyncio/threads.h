@@ -110,8 +110,12 @@ int asyncio_to_thread(asyncio_thread_fn fn, void *arg, void **value);
  * the threads still running; the join goes on in the background and
  * asyncio_loop_close waits for the rest.  Returns 0 (also when there was no
  * default executor), 1 (timed out), ASYNCIO_ENOTASK (not called from a
- * task of loop), -EINVAL (NULL loop, timeout NaN), -ENOMEM, -EAGAIN (no joiner thread), or
- * -ECANCELED (the shutdown goes on; asyncio_loop_close waits for it).
+ * task of loop), -EINVAL (NULL loop, timeout NaN), -ENOMEM, -EAGAIN (no
+ * thread could be started to join the workers: nothing is joined, though
+ * new jobs are refused from then on, as Python's flag is set first; the
+ * loop thread does not join them itself, since a job waiting on the loop
+ * would then never end), or -ECANCELED (the shutdown goes on;
+ * asyncio_loop_close waits for it).
  * An enclosing timeout scope still bounds the call, with -ETIMEDOUT from
  * that scope's exit as usual.
  */
