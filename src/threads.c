@@ -492,7 +492,6 @@ ASYNCIO_API int asyncio_loop_set_default_executor(asyncio_loop_t *loop, asyncio_
   atomic_fetch_add(&ex->users, 1);
   lt->default_ex = ex;
   lt->default_owned = 0;
-  lt->shutdown_called = 0;
   if (old && !owned) atomic_fetch_sub(&old->users, 1);
   if (old && owned) {
     /* Python leaves the old pool to the garbage collector.  Ours is joined

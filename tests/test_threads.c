@@ -222,6 +222,8 @@ static int shutdown_main(void *arg) {
   return 0;
 }
 
+static asyncio_executor_t *g_after_ex;
+
 static int shutdown_after_use_main(void *arg) {
   (void)arg;
   asyncio_loop_t *loop = asyncio_get_running_loop();
@@ -239,6 +241,19 @@ static int shutdown_after_use_main(void *arg) {
   /* Called again: nothing left to wait for. */
   CHECK_RC(asyncio_loop_shutdown_default_executor(loop, -1), 0);
   CHECK_RC(asyncio_loop_shutdown_default_executor(NULL, -1), -EINVAL);
+  /* A new default executor does not lift the refusal (Python's flag stays
+   * set); the executor itself still takes jobs by name. */
+  asyncio_executor_t *ex = NULL;
+  CHECK_RC(asyncio_executor_new(&ex, 1), 0);
+  g_after_ex = ex; /* freed once the loop is closed: it borrows it */
+  CHECK_RC(asyncio_loop_set_default_executor(loop, ex), 0);
+  asyncio_future_t *f = NULL;
+  CHECK_RC(asyncio_loop_run_in_executor(loop, NULL, twice, (void *)3, &f), ASYNCIO_ECLOSED);
+  CHECK_RC(asyncio_loop_run_in_executor(loop, ex, twice, (void *)3, &f), 0);
+  if (f) {
+    CHECK_RC(asyncio_await(f, NULL), 6);
+    asyncio_future_free(f);
+  }
   return 0;
 }
 
@@ -248,6 +263,8 @@ TEST(shutdown_default_executor) {
   ASSERT_SOFT();
   assert_ok(asyncio_run(shutdown_after_use_main, NULL, &plain_run));
   ASSERT_SOFT();
+  assert_non_null(g_after_ex);
+  assert_ok(asyncio_executor_free(g_after_ex));
 }
 
 static int g_timeout_reports, g_timeout_err;

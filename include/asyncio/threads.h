@@ -67,8 +67,11 @@ int asyncio_executor_max_workers(const asyncio_executor_t *executor);
  * Makes `executor` the loop's default (loop.set_default_executor()); the
  * loop borrows it, so it must outlive the loop's use of it (freeing it
  * before then returns -EBUSY).  A default executor the loop created itself
- * is shut down once its jobs are done.  Does not suspend.  Returns 0,
- * -EINVAL, ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD, -ENOMEM.
+ * is shut down once its jobs are done.  After shutdown_default_executor
+ * the loop's default stays refused (run_in_executor(loop, NULL, ...) is
+ * ASYNCIO_ECLOSED, as Python's flag stays set), though `executor` still
+ * takes jobs by name.  Does not suspend.  Returns 0, -EINVAL,
+ * ASYNCIO_ECLOSED, ASYNCIO_EWRONGTHREAD, -ENOMEM.
  */
 int asyncio_loop_set_default_executor(asyncio_loop_t *loop, asyncio_executor_t *executor);
 
