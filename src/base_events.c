@@ -243,6 +243,11 @@ ASYNCIO_API int asyncio_loop_new(asyncio_loop_t **out, const asyncio_loop_option
   loop->debug = dbg > 0;
   rc = asyncio_loop_add_reader(loop, loop->wake_fd, wake_fd_ready, loop);
   if (rc < 0) {
+    /* The watch table may have been allocated, and the watch too if the
+     * backend then refused the descriptor. */
+    for (int fd = 0; fd < loop->nwatches; fd++)
+      if (loop->watches[fd]) asyncio__free_line(loop->watches[fd], sizeof(asyncio__watch_t));
+    asyncio__free(loop->watches, (size_t)loop->nwatches * sizeof *loop->watches);
     pthread_mutex_destroy(&loop->ts_lock);
     goto fail;
   }

@@ -455,3 +455,211 @@ TEST(run_second_sigint_kills) {
   assert_true(WIFSIGNALED(status));
   assert_int_equal(WTERMSIG(status), SIGINT);
 }
+
+/* ---- allocation failures across a whole run ------------------------------------ */
+
+static asyncio_queue_t *sweep_q;
+static asyncio_semaphore_t *sweep_sem;
+
+static int sweep_gen(asyncio_asyncgen_t *g, void *arg) {
+  (void)g;
+  (void)arg;
+  for (intptr_t i = 0;; i++) {
+    int rc = asyncio_asyncgen_yield((void *)i);
+    if (rc < 0) return rc;
+    if ((rc = asyncio_sleep(0.01)) < 0) return rc;
+  }
+}
+
+static int sweep_producer(void *arg) {
+  (void)arg;
+  for (intptr_t i = 0; i < 4; i++) {
+    int rc = asyncio_queue_put(sweep_q, (void *)i);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+static int sweep_consumer(void *arg) {
+  (void)arg;
+  int rc = asyncio_semaphore_acquire(sweep_sem);
+  if (rc < 0) return rc;
+  for (int i = 0; i < 4 && rc >= 0; i++) {
+    void *item;
+    if ((rc = asyncio_queue_get(sweep_q, &item)) == 0) rc = asyncio_queue_task_done(sweep_q);
+  }
+  asyncio_semaphore_release(sweep_sem);
+  return rc < 0 ? rc : -EIO; /* fails: the group aborts the rest */
+}
+
+static int sweep_sleeper(void *arg) {
+  (void)arg;
+  return asyncio_sleep(10);
+}
+
+static int sweep_iterate(void *arg) {
+  (void)arg;
+  asyncio_asyncgen_t *g;
+  int rc = asyncio_asyncgen_new(&g, sweep_gen, NULL, NULL);
+  if (rc) return rc;
+  void *v;
+  for (int i = 0; i < 3 && rc >= 0; i++) rc = asyncio_asyncgen_next(g, &v);
+  asyncio_asyncgen_free(g); /* abandoned mid-iteration: the loop closes it */
+  return rc < 0 ? rc : asyncio_wait_for_coro(sweep_sleeper, NULL, NULL, 0.05, NULL);
+}
+
+static int sweep_main(void *arg) {
+  (void)arg;
+  asyncio_task_t *stray;
+  if (asyncio_create_task(&stray, sweep_sleeper, NULL, NULL) == 0) asyncio_task_free(stray);
+  asyncio_timeout_t *tm = NULL;
+  int rc = asyncio_timeout_enter(&tm, 1.0);
+  if (rc) return rc;
+  asyncio_taskgroup_t *tg = NULL;
+  rc = asyncio_taskgroup_enter(&tg);
+  if (rc == 0) {
+    asyncio_taskgroup_create_task(tg, NULL, sweep_iterate, NULL, NULL);
+    asyncio_taskgroup_create_task(tg, NULL, sweep_producer, NULL, NULL);
+    asyncio_taskgroup_create_task(tg, NULL, sweep_consumer, NULL, NULL);
+    asyncio_taskgroup_create_task(tg, NULL, sweep_sleeper, NULL, NULL);
+    rc = asyncio_taskgroup_exit(tg, asyncio_sleep(0.02));
+    asyncio_taskgroup_free(tg);
+  }
+  rc = asyncio_timeout_exit(tm, rc);
+  asyncio_timeout_free(tm);
+  return rc;
+}
+
+static asyncio_condition_t *sweep_cond;
+static asyncio_barrier_t *sweep_bar;
+static asyncio_event_t *sweep_ev;
+static int sweep_ready;
+
+static int sweep_ready_pred(void *arg) {
+  (void)arg;
+  return sweep_ready;
+}
+
+static int sweep_waiter_body(void) {
+  int rc = asyncio_barrier_wait(sweep_bar);
+  if (rc < 0) return rc;
+  if ((rc = asyncio_condition_acquire(sweep_cond)) < 0) return rc;
+  rc = asyncio_condition_wait_for(sweep_cond, sweep_ready_pred, NULL);
+  asyncio_condition_release(sweep_cond);
+  if (rc < 0) return rc;
+  return asyncio_event_wait(sweep_ev);
+}
+
+/* Runs fn inside a timeout scope: a failed allocation elsewhere must not deadlock the run. */
+static int sweep_bounded(int (*fn)(void)) {
+  asyncio_timeout_t *tm;
+  int rc = asyncio_timeout_enter(&tm, 1.0);
+  if (rc) return rc;
+  rc = asyncio_timeout_exit(tm, fn());
+  asyncio_timeout_free(tm);
+  return rc;
+}
+
+static int sweep_waiter(void *arg) {
+  (void)arg;
+  return sweep_bounded(sweep_waiter_body);
+}
+
+static int sweep_gen_cleanup(asyncio_asyncgen_t *g, void *arg) {
+  (void)g;
+  (void)arg;
+  int rc = asyncio_asyncgen_yield(NULL);
+  if (rc == -EIO) rc = asyncio_asyncgen_yield(NULL);
+  asyncio_sleep(0.01); /* cleanup that suspends */
+  return rc;
+}
+
+static int sweep_main2_body(void) {
+  asyncio_task_t *w[2] = {NULL, NULL};
+  for (int i = 0; i < 2; i++) asyncio_create_task(&w[i], sweep_waiter, NULL, NULL);
+  asyncio_asyncgen_t *g1 = NULL, *g2 = NULL;
+  void *v;
+  if (asyncio_asyncgen_new(&g1, sweep_gen_cleanup, NULL, NULL) == 0) {
+    asyncio_asyncgen_next(g1, &v);
+    asyncio_asyncgen_athrow(g1, -EIO, &v);
+    asyncio_asyncgen_aclose(g1);
+    asyncio_asyncgen_free(g1);
+  }
+  if (asyncio_asyncgen_new(&g2, sweep_gen_cleanup, NULL, NULL) == 0) {
+    asyncio_asyncgen_next(g2, &v);
+    asyncio_asyncgen_free(g2);
+  }
+  int rc = asyncio_barrier_wait(sweep_bar);
+  asyncio_future_t *f = NULL;
+  if (asyncio_future_new(&f, asyncio_get_running_loop()) == 0) {
+    asyncio_wait_for(f, 0.01, NULL);
+    asyncio_future_free(f);
+  }
+  asyncio_condition_acquire(sweep_cond);
+  sweep_ready = 1;
+  asyncio_condition_notify_all(sweep_cond);
+  asyncio_condition_release(sweep_cond);
+  asyncio_event_set(sweep_ev);
+  asyncio_loop_shutdown_asyncgens(NULL);
+  for (int i = 0; i < 2; i++) {
+    if (!w[i]) continue;
+    if (rc >= 0) asyncio_wait_for(w[i], 0.5, NULL);
+    asyncio_task_free(w[i]);
+  }
+  return 0;
+}
+
+static int sweep_main2(void *arg) {
+  (void)arg;
+  return sweep_bounded(sweep_main2_body);
+}
+
+/* Generators left to the finalizer tasks and to Runner.close (one of them running). */
+static int sweep_main3(void *arg) {
+  (void)arg;
+  void *v;
+  asyncio_asyncgen_t *g[4] = {NULL, NULL, NULL, NULL};
+  for (int i = 0; i < 4; i++)
+    if (asyncio_asyncgen_new(&g[i], i < 2 ? sweep_gen_cleanup : sweep_gen, NULL, NULL) == 0)
+      asyncio_asyncgen_next(g[i], &v);
+  asyncio_asyncgen_free(g[0]);
+  asyncio_asyncgen_free(g[2]);
+  asyncio_sleep(0);
+  asyncio_asyncgen_free(g[1]);
+  asyncio_asyncgen_free(g[3]);
+  return 0;
+}
+
+static void sweep_run(asyncio_coro_fn main) {
+  long base = harness_live_allocs();
+  for (long n = 1; n < 100000; n++) {
+    assert_ok(asyncio_queue_new(&sweep_q, 2));
+    assert_ok(asyncio_semaphore_new(&sweep_sem, 1));
+    assert_ok(asyncio_condition_new(&sweep_cond, NULL));
+    assert_ok(asyncio_barrier_new(&sweep_bar, 3));
+    assert_ok(asyncio_event_new(&sweep_ev));
+    sweep_ready = 0;
+    long before = harness_total_allocs();
+    harness_fail_alloc_after(n);
+    asyncio_run(main, NULL, &virtual_run);
+    bool failed = harness_total_allocs() - before >= n;
+    harness_fail_alloc_after(0);
+    while (asyncio_queue_get_nowait(sweep_q, &(void *){0}) == 0) {
+    }
+    assert_ok(asyncio_queue_free(sweep_q));
+    assert_ok(asyncio_semaphore_free(sweep_sem));
+    assert_ok(asyncio_condition_free(sweep_cond));
+    assert_ok(asyncio_barrier_free(sweep_bar));
+    assert_ok(asyncio_event_free(sweep_ev));
+    if (harness_live_allocs() != base) fail_msg("allocation %ld failed: leaked", n);
+    if (!failed) break;
+  }
+}
+
+/* Every allocation of a run, failed in turn: nothing leaks or crashes. */
+TEST(run_enomem_sweep) {
+  reset();
+  sweep_run(sweep_main);
+  sweep_run(sweep_main2);
+  sweep_run(sweep_main3);
+}
