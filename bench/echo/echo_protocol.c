@@ -21,10 +21,10 @@
 #include <asyncio.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
-#include <string.h>
+
+
+#include "echo_main.h"
 
 static void echo_data_received(asyncio_transport_t *t, const void *data, size_t n, void *p) {
   (void)p;
@@ -64,39 +64,4 @@ static int main_coro(void *arg) {
   return rc;
 }
 
-/*
- * --tls CERT KEY: the server context of the TLS echo benchmark, as Python's
- * ssl.create_default_context(Purpose.CLIENT_AUTH) + load_cert_chain.
- */
-static SSL_CTX *tls_context(const char *cert, const char *key) {
-  SSL_CTX *ctx;
-  int rc = asyncio_ssl_create_default_context(ASYNCIO_SSL_PURPOSE_CLIENT_AUTH, NULL, NULL, &ctx);
-  if (rc < 0) {
-    fprintf(stderr, "%s: %s\n", NAME, asyncio_strerror(rc));
-    return NULL;
-  }
-  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
-      SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-    ERR_print_errors_fp(stderr);
-    SSL_CTX_free(ctx);
-    return NULL;
-  }
-  return ctx;
-}
-
-int main(int argc, char **argv) {
-  SSL_CTX *ctx = NULL;
-  if (argc == 4 && strcmp(argv[1], "--tls") == 0) {
-    if (!(ctx = tls_context(argv[2], argv[3]))) return 1;
-  } else if (argc != 1) {
-    fprintf(stderr, "usage: %s [--tls CERT.pem KEY.pem]\n", NAME);
-    return 2;
-  }
-  int rc = asyncio_run(main_coro, ctx, NULL);
-  SSL_CTX_free(ctx);
-  if (rc < 0) {
-    fprintf(stderr, "echo_protocol: %s\n", asyncio_strerror(rc));
-    return 1;
-  }
-  return 0;
-}
+int main(int argc, char **argv) { return echo_main(argc, argv, main_coro); }
